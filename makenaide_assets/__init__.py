@@ -1,0 +1,1 @@
+"""Makenaide: an Upbit KRW trading pipeline as a Dagster asset graph."""

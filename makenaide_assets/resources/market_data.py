@@ -1,0 +1,147 @@
+"""Market data: one interface, a live Upbit implementation and a replay of recorded answers."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from pydantic import PrivateAttr
+
+from makenaide_assets.market.candle_format import (
+    CANDLE_COLUMNS,
+    Interval,
+    MalformedMarketData,
+    closed_candles,
+    monthly_from_daily,
+    normalise_candles,
+    parse_market_list,
+)
+
+
+class MarketData(dg.ConfigurableResource, ABC):
+    """Upbit quotation data as of an instant: nothing that had not closed by `as_of` is returned."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the data comes from, for asset metadata."""
+
+    @abstractmethod
+    def markets(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        """KRW markets: market, korean_name, english_name, market_warning, caution_flags."""
+
+    @abstractmethod
+    def candles(self, market: str, interval: Interval, as_of: pd.Timestamp, count: int) -> pd.DataFrame:
+        """The last `count` candles of `market` closed by `as_of`, ascending, CANDLE_COLUMNS.
+
+        An unknown market gives an empty frame (it is not listed); a failed or malformed answer
+        raises, so an empty frame always means "no candles", never "the call failed".
+        """
+
+    @abstractmethod
+    def trade_values_24h(self, markets: Sequence[str], as_of: pd.Timestamp) -> pd.Series:
+        """KRW traded over the 24 hours before `as_of`, indexed by market (0 for no trades)."""
+
+    def candles_many(
+        self, markets: Sequence[str], interval: Interval, as_of: pd.Timestamp, count: int
+    ) -> pd.DataFrame:
+        """Long frame (`market` + CANDLE_COLUMNS) for many markets; subclasses may batch."""
+        frames = []
+        for market in markets:
+            frame = self.candles(market, interval, as_of, count)
+            frames.append(frame.assign(market=market))
+        if not frames:
+            return pd.DataFrame(columns=["market", *CANDLE_COLUMNS])
+        return pd.concat(frames, ignore_index=True)[["market", *CANDLE_COLUMNS]]
+
+    def first_price_after(self, market: str, after: pd.Timestamp) -> tuple[pd.Timestamp, float] | None:
+        """The first traded price at or after `after` (for paper fills), or None if unknown.
+
+        Live implementations answer with the current price; the replay with the open of the
+        first candle starting at or after `after` (4-hour candles when recorded, else daily).
+        """
+        return None
+
+
+class ReplayMarketData(MarketData):
+    """Serves a replay directory (DESIGN §5) through the same parsing as the live client."""
+
+    replay_dir: str
+
+    _cache: dict = PrivateAttr(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"replay of recorded Upbit answers in {self.replay_dir}"
+
+    def _root(self) -> Path:
+        root = Path(self.replay_dir)
+        if not (root / "markets.json").is_file():
+            raise FileNotFoundError(f"replay directory {root} has no markets.json (see DESIGN §5)")
+        return root
+
+    def markets(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        return _read_markets(str(self._root() / "markets.json"))
+
+    def _full(self, market: str, interval: Interval) -> pd.DataFrame:
+        key = (market, interval)
+        if key not in self._cache:
+            self._cache[key] = self._load(market, interval)
+        return self._cache[key]
+
+    def _load(self, market: str, interval: Interval) -> pd.DataFrame:
+        root = self._root()
+        path = _candle_file(root, interval, market)
+        if path is not None:
+            return _read_candles(str(path))
+        if interval == "month":
+            return monthly_from_daily(self._full(market, "day"))
+        return normalise_candles(pd.DataFrame(), source=f"{root}/{interval}/{market}")
+
+    def candles(self, market: str, interval: Interval, as_of: pd.Timestamp, count: int) -> pd.DataFrame:
+        closed = closed_candles(self._full(market, interval), interval, as_of)
+        return closed.tail(count).reset_index(drop=True)
+
+    def trade_values_24h(self, markets: Sequence[str], as_of: pd.Timestamp) -> pd.Series:
+        values = {}
+        for market in markets:
+            day = self.candles(market, "day", as_of, 1)
+            # The recording has daily candles, so the 24h value is the candle that just closed;
+            # a market whose last candle is older traded nothing in those 24 hours.
+            recent = not day.empty and day["candle_date_time_utc"].iloc[-1] + pd.Timedelta(days=1) == as_of
+            values[market] = float(day["candle_acc_trade_price"].iloc[-1]) if recent else 0.0
+        return pd.Series(values, name="trade_value_krw", dtype="float64")
+
+    def first_price_after(self, market: str, after: pd.Timestamp) -> tuple[pd.Timestamp, float] | None:
+        for interval in ("minute240", "day"):
+            frame = self._full(market, interval)  # type: ignore[arg-type]
+            later = frame[frame["candle_date_time_utc"] >= after]
+            if not later.empty:
+                row = later.iloc[0]
+                return pd.Timestamp(row["candle_date_time_utc"]), float(row["opening_price"])
+        return None
+
+
+def _candle_file(root: Path, interval: Interval, market: str) -> Path | None:
+    for suffix in (".csv.gz", ".csv"):
+        path = root / "candles" / interval / f"{market}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+@lru_cache(maxsize=16)
+def _read_markets(path: str) -> pd.DataFrame:
+    import json
+
+    try:
+        records = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MalformedMarketData(f"{path}: not valid JSON: {exc}") from exc
+    return parse_market_list(records, source=path)
+
+
+@lru_cache(maxsize=4096)
+def _read_candles(path: str) -> pd.DataFrame:
+    # Cached per process: a backfill of many partitions reads each file once.
+    return normalise_candles(pd.read_csv(path), source=path)

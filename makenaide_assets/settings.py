@@ -1,0 +1,40 @@
+"""Settings read from the environment at run time (never at import), in one place."""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+Mode = Literal["demo", "paper", "live"]
+MODES: tuple[Mode, ...] = ("demo", "paper", "live")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_REPLAY_DIR = PACKAGE_DIR / "data" / "upbit_sample"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def mode() -> Mode:
+    value = os.environ.get("MAKENAIDE_MODE", "demo").strip().lower() or "demo"
+    if value not in MODES:
+        raise SettingsError(f"MAKENAIDE_MODE={value!r} is not one of {', '.join(MODES)}")
+    return value  # type: ignore[return-value]
+
+
+def var_dir() -> Path:
+    """Where local state lives by default: ./var under the working directory (the repo root)."""
+    return Path(os.environ.get("MAKENAIDE_VAR", "var")).resolve()
+
+
+def storage_root() -> str:
+    """Folder or s3://bucket/prefix for asset values."""
+    return os.environ.get("MAKENAIDE_STORAGE") or str(var_dir() / "storage")
+
+
+def ledger_url() -> str:
+    return os.environ.get("MAKENAIDE_LEDGER_URL") or f"sqlite:///{var_dir() / 'ledger.sqlite'}"
+
+
+def replay_dir() -> str:
+    return os.environ.get("MAKENAIDE_REPLAY_DIR") or str(SAMPLE_REPLAY_DIR)

@@ -1,0 +1,56 @@
+from setuptools import find_packages, setup
+
+# dagster and dagster-webserver must share one version; the libraries (dagster-aws,
+# dagster-postgres) follow dagster's 0.x companion numbering for the same release.
+DAGSTER = "1.13.27"
+DAGSTER_LIBS = "0.29.27"
+
+setup(
+    name="makenaide_assets",
+    version="0.1.0",
+    description="Makenaide: an Upbit KRW trading pipeline as a Dagster asset graph",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(exclude=["makenaide_assets_tests*"]),
+    include_package_data=True,
+    package_data={
+        "makenaide_assets": [
+            "data/upbit_sample/*.json",
+            "data/upbit_sample/*.md",
+            "data/upbit_sample/candles/*/*.csv.gz",
+            "config/*.yaml",
+            "prompts/*.md",
+        ]
+    },
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-aws=={DAGSTER_LIBS}",
+        f"dagster-postgres=={DAGSTER_LIBS}",
+        "pandas>=2.2,<3.2",
+        "numpy>=1.26,<2.5",
+        "pyarrow>=15,<27",
+        "pyupbit==0.2.34",
+        "openai>=3.40,<4",
+        "pydantic>=2.7,<3",
+        "PyJWT>=2.8,<3",
+        "requests>=2.31,<3",
+        "SQLAlchemy>=2.0,<2.2",
+        "psycopg2-binary>=2.9,<3",
+        "universal-pathlib>=0.2,<0.4",
+        "s3fs>=2024.2",
+        "tabulate>=0.9,<0.11",
+        "matplotlib>=3.8,<3.12",
+        "PyYAML>=6,<7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "responses>=0.25,<0.27",
+            "respx>=0.21,<0.24",
+            "ta-lib>=0.6,<0.9",
+            "moto[server]>=5.0,<6",
+            "ruff>=0.6",
+        ],
+        "dev": ["ruff>=0.6"],
+    },
+)
