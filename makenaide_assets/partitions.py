@@ -1,6 +1,6 @@
 """The one partitions definition shared by every partitioned asset, job and schedule."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -25,7 +25,7 @@ def partition_date(partition_key: str) -> pd.Timestamp:
 
 
 def utc_now_naive() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def previous_partition_key(partition_key: str) -> str:

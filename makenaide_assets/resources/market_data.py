@@ -43,9 +43,7 @@ class MarketData(dg.ConfigurableResource, ABC):
     def trade_values_24h(self, markets: Sequence[str], as_of: pd.Timestamp) -> pd.Series:
         """KRW traded over the 24 hours before `as_of`, indexed by market (0 for no trades)."""
 
-    def candles_many(
-        self, markets: Sequence[str], interval: Interval, as_of: pd.Timestamp, count: int
-    ) -> pd.DataFrame:
+    def candles_many(self, markets: Sequence[str], interval: Interval, as_of: pd.Timestamp, count: int) -> pd.DataFrame:
         """Long frame (`market` + CANDLE_COLUMNS) for many markets; subclasses may batch."""
         frames = []
         for market in markets:

@@ -1,0 +1,56 @@
+"""The one place where MAKENAIDE_MODE picks resources (DESIGN §4)."""
+
+from typing import Any
+
+import dagster as dg
+
+from makenaide_assets import settings
+from makenaide_assets.resources.analyst import Analyst, OpenAIAnalyst, RulesAnalyst
+from makenaide_assets.resources.blacklist import Blacklist
+from makenaide_assets.resources.broker import PaperBroker
+from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.notifier import Notifier
+from makenaide_assets.resources.thresholds import UniverseThresholds
+from makenaide_assets.resources.upbit_broker import UpbitBroker
+from makenaide_assets.resources.upbit_quotation import UpbitMarketData
+from makenaide_assets.trading.ledger import TradingLedger
+
+# The recorded sample holds at most 13 monthly candles, so the seeds' 14 would reject every
+# market; 6 keeps the rule visible (late listings still fail it). Paper and live keep 14.
+DEMO_MIN_MONTHS = 6
+
+
+def _analyst(mode: settings.Mode, has_openai_key: bool) -> Analyst:
+    if mode == "demo" and not has_openai_key:
+        return RulesAnalyst()
+    return OpenAIAnalyst(api_key=dg.EnvVar("OPENAI_API_KEY"), cache_url=settings.ledger_url())
+
+
+def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "io_manager": ParquetIOManager(base_path=settings.storage_root()),
+        "ledger": TradingLedger(url=settings.ledger_url()),
+        "analyst": _analyst(mode, has_openai_key),
+        "notifier": Notifier(),
+        "blacklist": Blacklist(),
+    }
+    if mode == "demo":
+        return {
+            **common,
+            "market_data": ReplayMarketData(replay_dir=settings.replay_dir()),
+            "universe_thresholds": UniverseThresholds(min_months=DEMO_MIN_MONTHS),
+            "broker": PaperBroker(),
+        }
+    live_data = {"market_data": UpbitMarketData(), "universe_thresholds": UniverseThresholds()}
+    if mode == "paper":
+        return {**common, **live_data, "broker": PaperBroker()}
+    return {
+        **common,
+        **live_data,
+        "broker": UpbitBroker(
+            access_key=dg.EnvVar("UPBIT_ACCESS_KEY"),
+            secret_key=dg.EnvVar("UPBIT_SECRET_KEY"),
+            live_confirm=dg.EnvVar("MAKENAIDE_LIVE_CONFIRM"),
+        ),
+    }

@@ -1,0 +1,103 @@
+"""`signals_sensor` starts trading only for partitions whose `signals` hold orders."""
+
+import dagster as dg
+
+from makenaide_assets.jobs import trading_job
+from makenaide_assets.resources.notifier import Notifier
+
+SIGNALS = dg.AssetKey("signals")
+# Enough for a long backfill between two ticks; the cursor carries the rest to the next tick.
+_BATCH = 500
+
+
+def failed_signal_checks(instance: dg.DagsterInstance, run_id: str, partition: str) -> list[str] | None:
+    """Names of `signals` checks that failed in the run, or None if no check evaluated at all.
+
+    Blocking checks stop downstream steps of the same run only; the materialisation event is
+    stored before they run, so the sensor must read their outcome itself before trading.
+    """
+    evaluations = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if evaluation is None or evaluation.asset_key != SIGNALS:
+            continue
+        if evaluation.partition not in (None, partition):
+            continue
+        evaluations.append(evaluation)
+    if not evaluations:
+        return None
+    return sorted(e.check_name for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR)
+
+
+def _signal_count(record: dg.EventLogRecord) -> int | None:
+    materialization = record.asset_materialization
+    value = materialization.metadata.get("signal_count") if materialization else None
+    return int(value.value) if value is not None else None  # type: ignore[arg-type]
+
+
+@dg.sensor(
+    job=trading_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests trading_job for every `signals` materialisation with signal_count > 0, once each.",
+)
+def signals_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    # A plain @asset_sensor sees only the latest materialisation, so a backfill that writes many
+    # partitions between two ticks would lose all but one. Reading the event log from a storage-id
+    # cursor sees every one of them, in order.
+    after = int(context.cursor) if context.cursor else None
+    result = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SIGNALS, after_storage_id=after), limit=_BATCH, ascending=True
+    )
+    requests, skipped = [], []
+    cursor = context.cursor
+    for record in result.records:
+        run = context.instance.get_run_by_id(record.run_id)
+        if run is None or not run.is_finished:
+            # Its checks have not all run yet: stop here and look again next tick.
+            skipped.append(f"run {record.run_id[:8]} still in progress")
+            break
+        cursor = str(record.storage_id)
+        partition = record.partition_key
+        count = _signal_count(record)
+        failed = failed_signal_checks(context.instance, record.run_id, partition or "")
+        if not partition:
+            skipped.append(f"storage id {record.storage_id}: no partition")
+        elif count is None:
+            skipped.append(f"{partition}: no signal_count metadata")
+        elif count <= 0:
+            skipped.append(f"{partition}: no signals")
+        elif failed is None:
+            skipped.append(
+                f"{partition}: signals checks did not run in {record.run_id[:8]}; not trading unchecked orders"
+            )
+        elif failed:
+            skipped.append(f"{partition}: blocking signals checks failed ({', '.join(failed)}); not trading")
+        else:
+            # One run per materialisation: a re-materialised partition gets a new request, and the
+            # ledger's unique order identifiers keep that second run from ordering again.
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"trading-{partition}-{record.storage_id}",
+                    partition_key=partition,
+                    tags={"makenaide/signal_count": str(count)},
+                )
+            )
+            context.log.info(f"{partition}: {count} signals → trading_job")
+    for reason in skipped:
+        context.log.info(f"skipped {reason}")
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+    reason = "; ".join(skipped) if skipped else "no new signals materialisations"
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+
+
+@dg.run_failure_sensor(
+    name="run_failure_notifier", default_status=dg.DefaultSensorStatus.RUNNING, monitor_all_code_locations=False
+)
+def run_failure_notifier(context: dg.RunFailureSensorContext, notifier: Notifier) -> None:
+    """Tells the operator about every failed run (log by default, Slack/Telegram when configured)."""
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition", "-")
+    message = context.failure_event.message or "run failed"
+    notifier.send(f"Makenaide: {run.job_name} for partition {partition} failed (run {run.run_id[:8]}): {message}")
