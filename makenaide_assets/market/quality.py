@@ -26,7 +26,7 @@ def ohlc_violations(
         | (frame[low] > frame[[open_, close]].min(axis=1))
         | (frame[low] <= 0)
     )
-    rows = frame.loc[bad, list(label)].astype(str).agg(" ".join, axis=1).tolist()
+    rows = [" ".join(str(v) for v in row) for row in frame.loc[bad, list(label)].itertuples(index=False)]
     return not rows, {"violations": ", ".join(rows[:50]) or "none", "violation_count": str(len(rows))}
 
 

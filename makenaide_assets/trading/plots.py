@@ -1,0 +1,33 @@
+"""Small PNG plots embedded in asset metadata as markdown, so the UI shows them inline."""
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a server; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def equity_curve_markdown(equity: pd.DataFrame, title: str) -> str:
+    """`equity` has partition_key and equity_krw (+ optional benchmark_krw); returns an <img> in markdown."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    dates = pd.to_datetime(equity["partition_key"])
+    top.plot(dates, equity["equity_krw"] / 1e6, label="equity", color="#1f77b4")
+    if "benchmark_krw" in equity:
+        top.plot(dates, equity["benchmark_krw"] / 1e6, label="buy & hold KRW-BTC", color="#999999", lw=1)
+        top.legend(loc="upper left", fontsize=8)
+    top.set_ylabel("M KRW")
+    top.set_title(title, fontsize=10)
+    peak = equity["equity_krw"].cummax()
+    bottom.fill_between(dates, (equity["equity_krw"] / peak - 1) * 100, 0, color="#d62728", alpha=0.4)
+    bottom.set_ylabel("DD %")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f"![{title}](data:image/png;base64,{encoded})"

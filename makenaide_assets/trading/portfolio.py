@@ -1,0 +1,112 @@
+"""`portfolio`: positions and cash after D's fills, marked at D's close."""
+
+import dagster as dg
+import pandas as pd
+
+from makenaide_assets.market.metadata import preview
+from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.trading.ledger import TradingLedger
+
+CASH_MARKET = "KRW"
+PORTFOLIO_COLUMNS = [
+    "market",
+    "volume",
+    "avg_price",
+    "cost_krw",
+    "close",
+    "value_krw",
+    "unrealized_pnl_krw",
+    "unrealized_pnl_pct",
+    "entries",
+    "opened_partition",
+    "price_source",
+]
+
+
+def mark_to_market(positions: pd.DataFrame, closes: dict[str, float | None], cash_krw: float) -> pd.DataFrame:
+    """Value positions at the given closes plus one `KRW` cash row (pure, for tests).
+
+    A position with no close for D (halted or delisted) is valued at cost and says so, rather
+    than dropped: a person must see every holding.
+    """
+    rows = []
+    for pos in positions.itertuples(index=False):
+        close = closes.get(pos.market)
+        known = close is not None and not pd.isna(close)
+        price = float(close) if known else float(pos.avg_price)
+        value = float(pos.volume) * price
+        rows.append(
+            {
+                "market": pos.market,
+                "volume": float(pos.volume),
+                "avg_price": float(pos.avg_price),
+                "cost_krw": float(pos.cost_krw),
+                "close": price,
+                "value_krw": value,
+                "unrealized_pnl_krw": value - float(pos.cost_krw),
+                "unrealized_pnl_pct": (value / float(pos.cost_krw) - 1.0) * 100 if pos.cost_krw else 0.0,
+                "entries": int(pos.entries),
+                "opened_partition": pos.opened_partition,
+                "price_source": "close of D" if known else "cost (no close for D)",
+            }
+        )
+    rows.append(
+        {
+            "market": CASH_MARKET,
+            "volume": cash_krw,
+            "avg_price": 1.0,
+            "cost_krw": cash_krw,
+            "close": 1.0,
+            "value_krw": cash_krw,
+            "unrealized_pnl_krw": 0.0,
+            "unrealized_pnl_pct": 0.0,
+            "entries": 0,
+            "opened_partition": "",
+            "price_source": "ledger cash",
+        }
+    )
+    return pd.DataFrame(rows, columns=PORTFOLIO_COLUMNS)
+
+
+@dg.asset(partitions_def=daily, group_name="trading", kinds={"pandas", "sql"}, deps=["fills"])
+def portfolio(
+    context: dg.AssetExecutionContext, ledger: TradingLedger, market_data: MarketData
+) -> dg.MaterializeResult:
+    """Positions and cash after D, valued at D's close; the day's equity is recorded in the ledger."""
+    as_of = partition_close(context.partition_key)
+    positions = ledger.open_positions()
+    closes: dict[str, float | None] = {}
+    for market in positions["market"]:
+        day = market_data.candles(market, "day", as_of, 1)
+        fresh = not day.empty and day["candle_date_time_utc"].iloc[-1] == pd.Timestamp(context.partition_key)
+        closes[market] = float(day["trade_price"].iloc[-1]) if fresh else None
+    frame = mark_to_market(positions, closes, ledger.cash_krw())
+    held = frame[frame["market"] != CASH_MARKET]
+    equity = ledger.record_equity(context.partition_key, float(held["value_krw"].sum()))
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "positions": dg.MetadataValue.int(len(held)),
+            "cash_krw": dg.MetadataValue.float(equity["cash_krw"]),
+            "positions_value_krw": dg.MetadataValue.float(equity["positions_value_krw"]),
+            "equity_krw": dg.MetadataValue.float(equity["equity_krw"]),
+            "valued_at_cost": ", ".join(held.loc[held["price_source"] != "close of D", "market"]) or "none",
+            "preview": preview(frame),
+        },
+    )
+
+
+@dg.asset_check(asset=portfolio, partitions_def=daily, blocking=True)
+def portfolio_cash_not_negative(portfolio: pd.DataFrame) -> dg.AssetCheckResult:
+    """Cash after the day's fills is not negative."""
+    cash = float(portfolio.loc[portfolio["market"] == CASH_MARKET, "value_krw"].sum())
+    return dg.AssetCheckResult(passed=cash >= 0, metadata={"cash_krw": cash})
+
+
+@dg.asset_check(asset=portfolio, partitions_def=daily)
+def portfolio_positions_positive(portfolio: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every held position has a positive volume and cost, one row per market."""
+    held = portfolio[portfolio["market"] != CASH_MARKET]
+    bad = held[(held["volume"] <= 0) | (held["cost_krw"] <= 0) | held["market"].duplicated(keep=False)]
+    return dg.AssetCheckResult(passed=bad.empty, metadata={"bad_rows": ", ".join(bad["market"]) or "none"})
