@@ -45,6 +45,8 @@ def timing_4h(
         candles = market_data.candles(market, "minute240", as_of, CANDLES_4H)
         rows.append({"market": market, **evaluate_4h(candles, as_of=as_of)})
     frame = pd.DataFrame(rows, columns=TIMING_COLUMNS)
+    # Typed even when empty: an object-typed empty mask would select columns, not rows.
+    frame = frame.astype({"entry_ok": bool, "trend_up": bool, "momentum_up": bool, "rsi_ok": bool})
     frame["last_candle_utc"] = pd.to_datetime(frame["last_candle_utc"])
     no_candles = frame.loc[frame["reason"] == "no 4h candles", "market"].tolist()
     return dg.MaterializeResult(
@@ -75,7 +77,7 @@ def timing_4h_consistent(
     late = timing_4h[timing_4h["last_candle_utc"].notna() & (timing_4h["last_candle_utc"] + FOUR_HOURS > close)]
     if not late.empty:
         problems.append("candles after D's close: " + ", ".join(late["market"]))
-    ok = timing_4h[timing_4h["entry_ok"]]
+    ok = timing_4h.loc[timing_4h["entry_ok"].astype(bool)]
     bad_stop = ok[~(ok["suggested_stop"] < ok["suggested_entry"])]
     if not bad_stop.empty:
         problems.append("stop not below entry: " + ", ".join(bad_stop["market"]))

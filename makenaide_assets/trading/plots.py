@@ -7,8 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on a server; must precede pyplot
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 
 def equity_curve_markdown(equity: pd.DataFrame, title: str) -> str:

@@ -10,6 +10,14 @@ from makenaide_assets.trading.ledger import TradingLedger
 from makenaide_assets.trading.plots import equity_curve_markdown
 
 
+def project_check_keys() -> set[dg.AssetCheckKey]:
+    """Every check the project defines, also when the run was launched without a code location
+    (execute_in_process in the demo and tests has no repository on its context)."""
+    from makenaide_assets.definitions import defs  # lazy: definitions imports this module
+
+    return set(defs.resolve_asset_graph().asset_check_keys)
+
+
 def summarise_day(equity: pd.DataFrame, fills: pd.DataFrame, partition_key: str, initial_cash: float) -> dict:
     """Equity, P&L and drawdown for D from the equity history up to D (pure, for tests)."""
     history = equity[equity["partition_key"] <= partition_key].sort_values("partition_key")
@@ -45,7 +53,7 @@ def daily_report(context: dg.AssetExecutionContext, ledger: TradingLedger) -> dg
     fills = ledger.fills_for_partition(key)
     equity = ledger.equity_history()
     summary = summarise_day(equity, fills, key, ledger.initial_cash_krw)
-    checks = check_outcomes(context.instance, context.repository_def.asset_graph.asset_check_keys, key)
+    checks = check_outcomes(context.instance, project_check_keys(), key)
     summary["checks"] = len(checks)
     summary["checks_failed"] = int((checks["outcome"] == "failed").sum())
     summary["trust"] = verdict(checks)

@@ -1,0 +1,226 @@
+"""The `signals` asset: the day's order intents (sell / add / buy), and the checks that guard money."""
+
+import math
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.strategy.exits import ExitParams
+from makenaide_assets.strategy.orders import UPBIT_FEE_RATE, PlanParams, plan_signals
+from makenaide_assets.strategy.sizing import MAX_POSITION_FRACTION_LIMIT, KellyInputs, position_fraction
+from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.trading.ticks import MIN_ORDER_KRW
+
+# Cents of float noise must not fail a money check; a real overspend is whole KRW.
+_TOLERANCE_KRW = 1e-6
+
+
+class SignalsConfig(dg.Config):
+    """Sizing and exit parameters. Win rate and payoff ratio are hand-set estimates until a
+    backtest supplies them (`kelly_source` says which)."""
+
+    win_rate: float = Field(0.45, ge=0.0, le=1.0, description="Kelly W; the seeds' strategy filter floor (45%)")
+    payoff_ratio: float = Field(2.0, gt=0.0, description="Kelly R = average win / average loss (seeds' R:R 2.0)")
+    kelly_multiplier: float = Field(0.5, ge=0.0, le=1.0, description="0.5 = half-Kelly")
+    max_position_fraction: float = Field(0.10, ge=0.0, le=MAX_POSITION_FRACTION_LIMIT)
+    max_open_positions: int = Field(8, ge=0)
+    max_exposure_fraction: float = Field(0.80, ge=0.0, le=1.0)
+    min_confidence: float = Field(70.0, ge=0.0, le=100.0)
+    stop_loss_pct: float = Field(0.08, gt=0.0, lt=1.0)
+    trailing_atr_multiple: float = Field(3.0, gt=0.0)
+    trailing_pct: float = Field(0.10, gt=0.0, lt=1.0, description="trailing distance when ATR is unknown")
+    take_profit_pct: float = Field(0.25, gt=0.0)
+    trend_ma: str = Field("ma50", description="daily_indicators column whose loss ends the trend")
+    max_entries: int = Field(3, ge=1)
+    add_step_pct: float = Field(0.05, gt=0.0)
+    add_size_ratio: float = Field(0.5, ge=0.0)
+
+    def kelly_inputs(self) -> KellyInputs:
+        return KellyInputs(self.win_rate, self.payoff_ratio, source="configured")
+
+    def plan_params(self) -> PlanParams:
+        exits = ExitParams(
+            stop_loss_pct=self.stop_loss_pct,
+            atr_multiple=self.trailing_atr_multiple,
+            trail_pct=self.trailing_pct,
+            take_profit_pct=self.take_profit_pct,
+        )
+        fields = ("kelly_multiplier", "max_position_fraction", "max_open_positions", "max_exposure_fraction")
+        fields += ("min_confidence", "trend_ma", "max_entries", "add_step_pct", "add_size_ratio")
+        return PlanParams(exits=exits, **{name: getattr(self, name) for name in fields})
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name="analysis",
+    kinds={"pandas"},
+    metadata={"contract": "market, side (buy/add/sell), price, krw_amount | volume, reason"},
+)
+def signals(
+    context: dg.AssetExecutionContext,
+    config: SignalsConfig,
+    ledger: TradingLedger,
+    market_data: MarketData,
+    candidates: pd.DataFrame,
+    gpt_verdicts: pd.DataFrame,
+    timing_4h: pd.DataFrame,
+    daily_indicators: pd.DataFrame,
+    market_breadth: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """Order intents for the day: exits on held positions, pyramiding adds and Kelly-sized buys."""
+    kelly = config.kelly_inputs()
+    plan = plan_signals(
+        partition_key=context.partition_key,
+        candidates=candidates,
+        gpt_verdicts=gpt_verdicts,
+        timing_4h=timing_4h,
+        daily_indicators=daily_indicators,
+        market_breadth=market_breadth,
+        positions=with_highest_close_since_entry(ledger.open_positions(), market_data, context.partition_key),
+        cash_krw=ledger.cash_krw(),
+        kelly_inputs=kelly,
+        params=config.plan_params(),
+    )
+    orders = plan.orders
+    counts = orders["side"].value_counts()
+    context.log.info(f"{len(orders)} signals, {len(plan.rejected)} rejected, regime {plan.regime}")
+    return dg.MaterializeResult(
+        value=orders,
+        metadata={
+            "signal_count": dg.MetadataValue.int(len(orders)),
+            "buys": dg.MetadataValue.int(int(counts.get("buy", 0))),
+            "adds": dg.MetadataValue.int(int(counts.get("add", 0))),
+            "sells": dg.MetadataValue.int(int(counts.get("sell", 0))),
+            "total_buy_krw": dg.MetadataValue.float(float(orders["krw_amount"].sum())),
+            "cash_krw": dg.MetadataValue.float(plan.cash_krw),
+            "equity_krw": dg.MetadataValue.float(plan.equity_krw),
+            "exposure_krw": dg.MetadataValue.float(plan.exposure_krw),
+            "regime": dg.MetadataValue.text(plan.regime),
+            "allow_new_buys": dg.MetadataValue.bool(plan.allow_new_buys),
+            "kelly": dg.MetadataValue.json(
+                {"win_rate": kelly.win_rate, "payoff_ratio": kelly.payoff_ratio, "source": kelly.source}
+            ),
+            "rejected": dg.MetadataValue.md(_markdown(plan.rejected, "nothing rejected")),
+            "preview": dg.MetadataValue.md(_markdown(orders.head(20), "no orders")),
+        },
+    )
+
+
+def with_highest_close_since_entry(
+    positions: pd.DataFrame, market_data: MarketData, partition_key: str
+) -> pd.DataFrame:
+    """Raise each position's `highest_price` to its highest daily close from entry to D.
+
+    Derived from candles rather than kept up to date in the ledger: trading runs only on days
+    with signals, so a stored high would miss every quiet day's rally, and it would also leak
+    later prices into a re-run of an older partition.
+    """
+    if positions.empty:
+        return positions
+    as_of = partition_close(partition_key)
+    out = positions.copy()
+    for i, row in out.iterrows():
+        days = (as_of - pd.Timestamp(row["opened_partition"])).days
+        candles = market_data.candles(row["market"], "day", as_of, max(days, 1))
+        since = candles[candles["candle_date_time_utc"] >= pd.Timestamp(row["opened_partition"])]
+        if not since.empty:
+            out.at[i, "highest_price"] = max(float(row["highest_price"]), float(since["trade_price"].max()))
+    return out
+
+
+def _markdown(frame: pd.DataFrame, empty: str) -> str:
+    return frame.to_markdown(index=False) if not frame.empty else f"_{empty}_"
+
+
+# ---- checks: each recomputes from the output and the ledger, never from a flag the asset set ----
+# partitions_def on the checks (a Dagster preview feature, as the other assets' checks use it): without
+# it a check of a partitioned asset loads every partition, not the one just planned.
+
+
+def cash_overspend_krw(orders: pd.DataFrame, cash_krw: float, fee_rate: float = UPBIT_FEE_RATE) -> float:
+    """KRW by which buys and adds (fees on top, as Upbit charges them) exceed the ledger's cash."""
+    buys = orders[orders["side"].isin(["buy", "add"])]["krw_amount"]
+    if buys.isna().any() or (buys < 0).any():
+        return math.inf
+    return float(buys.sum()) * (1.0 + fee_rate) - cash_krw
+
+
+def below_minimum(orders: pd.DataFrame, min_order_krw: float = MIN_ORDER_KRW) -> pd.DataFrame:
+    """Orders Upbit would refuse: a buy/add amount, or a sell's volume × price, under the minimum."""
+    value = orders["krw_amount"].where(orders["side"] != "sell", orders["volume"] * orders["price"])
+    return orders[~(value >= min_order_krw)]
+
+
+def markets_ordered_twice(orders: pd.DataFrame) -> list[str]:
+    """Markets with more than one order: a buy and a sell of one market on one day above all.
+
+    One order per market also keeps the broker's (partition, market, side) identifiers distinct.
+    """
+    counts = orders["market"].value_counts()
+    return sorted(counts[counts > 1].index)
+
+
+def kelly_outside_cap(orders: pd.DataFrame, kelly_multiplier: float, max_position_fraction: float) -> pd.DataFrame:
+    """Rows whose Kelly fraction is negative, unknown, or above multiplier × Kelly(W, R) or the cap."""
+    allowed = [
+        position_fraction(w, r, kelly_multiplier=kelly_multiplier, max_position_fraction=max_position_fraction)
+        if pd.notna(w) and pd.notna(r) and 0 <= w <= 1 and r > 0
+        else -math.inf
+        for w, r in zip(orders["win_rate"], orders["payoff_ratio"], strict=True)
+    ]
+    fraction = orders["kelly_fraction"]
+    ok = (fraction >= 0) & (fraction <= pd.Series(allowed, index=orders.index, dtype="float64") + 1e-12)
+    return orders[~ok]
+
+
+def _config_of_run(context: dg.AssetCheckExecutionContext) -> SignalsConfig:
+    """The config `signals` ran with in this run (defaults when the run gave none)."""
+    ops = (context.run.run_config or {}).get("ops", {})
+    return SignalsConfig(**ops.get("signals", {}).get("config", {}))
+
+
+def _result(failures: Any, description: str, **metadata: Any) -> dg.AssetCheckResult:
+    passed = not failures
+    return dg.AssetCheckResult(passed=passed, description=None if passed else description, metadata=metadata)
+
+
+@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
+def signals_within_cash(ledger: TradingLedger, signals: pd.DataFrame) -> dg.AssetCheckResult:
+    """Buys plus adds, fees included, fit in the ledger's cash."""
+    cash = ledger.cash_krw()
+    over = cash_overspend_krw(signals, cash)
+    return _result(over > _TOLERANCE_KRW, f"orders exceed cash by {over:,.0f} KRW", cash_krw=cash, overspend_krw=over)
+
+
+@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
+def signals_min_order(signals: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every order is worth at least Upbit's 5,000 KRW minimum."""
+    bad = below_minimum(signals)
+    return _result(len(bad), f"{len(bad)} orders under {MIN_ORDER_KRW:,.0f} KRW", markets=list(bad["market"]))
+
+
+@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
+def signals_one_order_per_market(signals: pd.DataFrame) -> dg.AssetCheckResult:
+    """No market is bought and sold (or ordered twice) on one day."""
+    twice = markets_ordered_twice(signals)
+    return _result(twice, f"markets with several orders: {twice}", markets=twice)
+
+
+@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
+def signals_kelly_within_cap(context: dg.AssetCheckExecutionContext, signals: pd.DataFrame) -> dg.AssetCheckResult:
+    """Each row's Kelly fraction is within [0, min(multiplier × Kelly(W, R), per-position cap)]."""
+    config = _config_of_run(context)
+    bad = kelly_outside_cap(signals, config.kelly_multiplier, config.max_position_fraction)
+    return _result(
+        len(bad),
+        f"{len(bad)} rows outside the Kelly cap",
+        markets=list(bad["market"]),
+        max_position_fraction=config.max_position_fraction,
+    )
+
+
+signals_checks = [signals_within_cash, signals_min_order, signals_one_order_per_market, signals_kelly_within_cap]

@@ -1,0 +1,168 @@
+"""`gpt_verdicts`: a BUY/HOLD/AVOID verdict per passed candidate, and the checks that guard it."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from makenaide_assets.analysis.payload import verdict_request
+from makenaide_assets.analysis.verdict_schema import (
+    SOURCES,
+    VERDICT_COLUMNS,
+    VERDICTS,
+    AnalystAnswer,
+    VerdictRequest,
+    answer_row,
+    verdicts_frame,
+)
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.analyst import Analyst
+
+_PREVIEW = ["market", "verdict", "confidence", "stage", "pattern", "suggested_stop", "source", "cost_usd", "error"]
+
+
+def passed_candidates(candidates: pd.DataFrame) -> pd.DataFrame:
+    missing = {"market", "passed"} - set(candidates.columns)
+    if missing:
+        raise KeyError(f"candidates has no {sorted(missing)} column(s)")
+    return candidates[candidates["passed"].fillna(False).astype(bool)].drop_duplicates("market")
+
+
+def requests_for(
+    partition_key: str, candidates: pd.DataFrame, indicators: pd.DataFrame, candles: pd.DataFrame
+) -> Iterator[VerdictRequest | tuple[str, str]]:
+    """A request per passed candidate, in the candidates' order, or (market, why not) when
+    its inputs are missing: such a market becomes an error row, never a silent gap."""
+    for candidate in passed_candidates(candidates).to_dict("records"):
+        market = candidate["market"]
+        snapshot = indicators[indicators["market"] == market]
+        history = candles[candles["market"] == market]
+        if snapshot.empty:
+            yield market, f"no daily_indicators row for {market}"
+        elif history.empty:
+            yield market, f"no daily candles for {market}"
+        else:
+            yield verdict_request(market, partition_key, history, snapshot.iloc[-1].to_dict(), candidate)
+
+
+def _input_error(market: str, partition_key: str, reason: str) -> dict:
+    request = VerdictRequest(market, partition_key, {}, "", "")
+    return answer_row(request, AnalystAnswer.failed(reason, model="", prompt_hash=""))
+
+
+def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) -> dict:
+    budget_left = analyst.budget_left_usd(partition_key)
+    verdict_counts = {v: int((frame["verdict"] == v).sum()) for v in VERDICTS}
+    metadata = {
+        "row_count": dg.MetadataValue.int(len(frame)),
+        "analyst": analyst.describe(),
+        "verdicts": dg.MetadataValue.json({**verdict_counts, "none (error)": int(frame["verdict"].isna().sum())}),
+        "sources": dg.MetadataValue.json({s: int((frame["source"] == s).sum()) for s in SOURCES}),
+        "input_tokens": dg.MetadataValue.int(int(frame["input_tokens"].sum())),
+        "output_tokens": dg.MetadataValue.int(int(frame["output_tokens"].sum())),
+        "cost_usd": dg.MetadataValue.float(float(frame["cost_usd"].sum())),
+        "budget_left_usd": dg.MetadataValue.float(budget_left) if budget_left is not None else "n/a (free analyst)",
+        "preview": dg.MetadataValue.md(
+            frame[_PREVIEW].head(20).to_markdown(index=False, floatfmt=".6g") if len(frame) else "_no rows_"
+        ),
+    }
+    if frame.empty:
+        metadata["note"] = f"no candidates for {partition_key}"
+    return metadata
+
+
+@dg.asset(partitions_def=daily, group_name="analysis", kinds={"openai", "pandas"})
+def gpt_verdicts(
+    context: dg.AssetExecutionContext,
+    analyst: Analyst,
+    candidates: pd.DataFrame,
+    daily_indicators: pd.DataFrame,
+    daily_candles: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """BUY/HOLD/AVOID, confidence and key levels per passed candidate, from GPT (cached, budgeted) or rules."""
+    partition_key = context.partition_key
+    rows = []
+    for item in requests_for(partition_key, candidates, daily_indicators, daily_candles):
+        if isinstance(item, tuple):
+            market, reason = item
+            rows.append(_input_error(market, partition_key, reason))
+        else:
+            rows.append(answer_row(item, analyst.analyse(item)))
+    frame = verdicts_frame(rows)
+    for row in frame[frame["source"] == "error"].itertuples():
+        context.log.warning(f"{row.market}: no verdict ({row.error})")
+    if frame.empty:
+        context.log.info(f"no candidates for {partition_key}: nothing to analyse")
+    return dg.MaterializeResult(value=frame, metadata=verdict_metadata(frame, analyst, partition_key))
+
+
+def schema_violations(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(market, problem) for every row a downstream reader could misread."""
+    missing = [c for c in VERDICT_COLUMNS if c not in frame.columns]
+    if missing:
+        return [("*", f"missing columns: {', '.join(missing)}")]
+    problems = []
+    for row in frame.itertuples(index=False):
+        if row.source not in SOURCES:
+            problems.append((row.market, f"unknown source {row.source!r}"))
+        elif row.source == "error":
+            if pd.notna(row.verdict) or not row.error:
+                problems.append((row.market, "an error row must have no verdict and a reason"))
+        elif row.verdict not in VERDICTS:
+            problems.append((row.market, f"verdict {row.verdict!r} is not one of {', '.join(VERDICTS)}"))
+        elif pd.isna(row.confidence) or not 0 <= row.confidence <= 100:
+            problems.append((row.market, f"confidence {row.confidence} is not in [0, 100]"))
+        elif row.verdict == "BUY" and not row.suggested_stop > 0:
+            problems.append((row.market, "BUY without a positive suggested_stop"))
+    return problems
+
+
+def _table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(pd.DataFrame(rows, columns=list(headers)).to_markdown(index=False) if rows else "_none_")
+
+
+@dg.asset_check(
+    asset=gpt_verdicts, partitions_def=daily, blocking=True, additional_ins={"candidates": dg.AssetIn("candidates")}
+)
+def gpt_verdicts_one_per_candidate(gpt_verdicts: pd.DataFrame, candidates: pd.DataFrame) -> dg.AssetCheckResult:
+    """Exactly one row per passed candidate: none missing, none doubled, none extra."""
+    expected = set(passed_candidates(candidates)["market"])
+    counts = gpt_verdicts["market"].value_counts()
+    problems = [(m, "no row") for m in sorted(expected - set(counts.index))]
+    problems += [(m, "not a passed candidate") for m in sorted(set(counts.index) - expected)]
+    problems += [(m, f"{n} rows") for m, n in counts[counts > 1].items()]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "passed_candidates": dg.MetadataValue.int(len(expected)),
+            "rows": dg.MetadataValue.int(len(gpt_verdicts)),
+            "problems": _table(problems, ("market", "problem")),
+        },
+    )
+
+
+@dg.asset_check(asset=gpt_verdicts, partitions_def=daily, blocking=True)
+def gpt_verdicts_schema_valid(gpt_verdicts: pd.DataFrame) -> dg.AssetCheckResult:
+    """Answered rows: verdict in BUY/HOLD/AVOID, confidence in [0, 100], a stop on BUY; error rows: no verdict."""
+    problems = schema_violations(gpt_verdicts)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "violations": dg.MetadataValue.int(len(problems)),
+            "problems": _table(problems, ("market", "problem")),
+        },
+    )
+
+
+@dg.asset_check(asset=gpt_verdicts, partitions_def=daily)
+def gpt_verdicts_errors(gpt_verdicts: pd.DataFrame) -> dg.AssetCheckResult:
+    """Candidates left without a verdict, listed with the reason; a later run asks again."""
+    errors = gpt_verdicts.loc[gpt_verdicts["source"] == "error", ["market", "error"]]
+    return dg.AssetCheckResult(
+        passed=errors.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "error_count": dg.MetadataValue.int(len(errors)),
+            "errors": _table(list(errors.itertuples(index=False, name=None)), ("market", "error")),
+        },
+    )

@@ -1,0 +1,122 @@
+"""`fills`: the day's signals executed through the broker; the value is the ledger's record of the day."""
+
+import dagster as dg
+import pandas as pd
+
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.broker import FEE_RATE, Broker
+from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.trading import ledger_schema as t
+from makenaide_assets.trading.ledger import TradingLedger, identifier_for_signal
+
+FILL_COLUMNS = ["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status"]
+# A fee is booked from a float product (paper) or Upbit's rounded `paid_fee` (live): allow 1 KRW.
+FEE_TOLERANCE_KRW = 1.0
+
+
+def _has_contract_columns(_: dg.TypeCheckContext, value: object) -> dg.TypeCheck:
+    missing = sorted(set(FILL_COLUMNS) - set(value.columns)) if isinstance(value, pd.DataFrame) else FILL_COLUMNS
+    return dg.TypeCheck(success=not missing, description=f"missing contract columns: {missing}" if missing else None)
+
+
+# Declared rather than inferred: with check_specs, a `-> MaterializeResult` annotation alone makes
+# Dagster type the value as Nothing, and the DataFrame would fail its type check.
+FillsFrame = dg.DagsterType(name="FillsFrame", type_check_fn=_has_contract_columns, description="fills contract")
+
+CHECKS = [
+    dg.AssetCheckSpec("fills_match_signals", asset="fills", description="Each order maps to a signal"),
+    dg.AssetCheckSpec("fills_unique_identifiers", asset="fills", description="No identifier appears twice"),
+    dg.AssetCheckSpec("fills_fee_rate", asset="fills", description="Fee = 0.05% of each fill's KRW value"),
+    dg.AssetCheckSpec("fills_cash_never_negative", asset="fills", description="The ledger's cash never went below 0"),
+    dg.AssetCheckSpec("fills_none_rejected", asset="fills", description="No order was rejected or failed"),
+]
+
+
+@dg.asset(
+    partitions_def=daily, group_name="trading", kinds={"pandas", "sql"}, check_specs=CHECKS, dagster_type=FillsFrame
+)
+def fills(
+    context: dg.AssetExecutionContext,
+    broker: Broker,
+    ledger: TradingLedger,
+    market_data: MarketData,
+    signals: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """Orders of day D as the ledger holds them: executed once, re-runs add nothing."""
+    key = context.partition_key
+    frame = broker.execute(signals, key, ledger, market_data, context.log)
+    done = frame[frame["status"] == t.DONE]
+    not_done = frame[frame["status"] != t.DONE]
+    metadata = {
+        "broker": broker.describe(),
+        "orders": dg.MetadataValue.int(len(frame)),
+        **{
+            f"{status}_count": dg.MetadataValue.int(int((frame["status"] == status).sum()))
+            for status in t.ORDER_STATUSES
+        },
+        "krw_bought": dg.MetadataValue.float(float(done.loc[done["side"] != "sell", "krw_value"].sum())),
+        "krw_sold": dg.MetadataValue.float(float(done.loc[done["side"] == "sell", "krw_value"].sum())),
+        "fees_krw": dg.MetadataValue.float(float(done["fee"].sum())),
+        "cash_krw": dg.MetadataValue.float(ledger.cash_krw()),
+        "preview": dg.MetadataValue.md(_markdown(frame[[*FILL_COLUMNS, "reason"]])),
+        "not_executed": dg.MetadataValue.md(
+            _markdown(not_done[["identifier", "market", "side", "status", "status_reason"]])
+        ),
+    }
+    return dg.MaterializeResult(
+        value=frame,
+        metadata=metadata,
+        check_results=fill_checks(frame, signals, key, ledger, broker),
+    )
+
+
+def fill_checks(
+    frame: pd.DataFrame, signals: pd.DataFrame, partition_key: str, ledger: TradingLedger, broker: Broker
+) -> list[dg.AssetCheckResult]:
+    expected = {identifier_for_signal(partition_key, row) for row in signals.to_dict("records")}
+    strangers = sorted(set(frame["identifier"]) - expected)
+    duplicated = sorted(set(frame.loc[frame["identifier"].duplicated(), "identifier"]))
+    done = frame[frame["status"] == t.DONE]
+    fee_rate = float(getattr(broker, "fee_rate", FEE_RATE))
+    off_fee = done[(done["fee"] - done["krw_value"] * fee_rate).abs() > FEE_TOLERANCE_KRW]
+    history = ledger.cash_history()
+    lowest = float(history["balance_krw"].min()) if not history.empty else 0.0
+    refused = frame[frame["status"].isin([t.REJECTED, t.FAILED])]
+    error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+    return [
+        dg.AssetCheckResult(
+            check_name="fills_match_signals",
+            passed=not strangers,
+            severity=error,
+            metadata={"signals": len(expected), "orders_without_signal": ", ".join(strangers) or "none"},
+        ),
+        dg.AssetCheckResult(
+            check_name="fills_unique_identifiers",
+            passed=not duplicated,
+            severity=error,
+            metadata={"duplicated": ", ".join(duplicated) or "none"},
+        ),
+        dg.AssetCheckResult(
+            check_name="fills_fee_rate",
+            passed=off_fee.empty,
+            # Upbit may run fee promotions, so a live mismatch is a question, not an alarm.
+            severity=error if broker.name == "paper" else warn,
+            metadata={"fee_rate": fee_rate, "off_rate": ", ".join(off_fee["identifier"]) or "none"},
+        ),
+        dg.AssetCheckResult(
+            check_name="fills_cash_never_negative",
+            passed=lowest >= -0.01,
+            severity=error,
+            metadata={"lowest_cash_krw": lowest, "cash_krw": ledger.cash_krw()},
+        ),
+        dg.AssetCheckResult(
+            check_name="fills_none_rejected",
+            passed=refused.empty,
+            severity=warn,
+            metadata={"refused": dg.MetadataValue.md(_markdown(refused[["identifier", "status", "status_reason"]]))},
+        ),
+    ]
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return "none" if frame.empty else frame.head(20).to_markdown(index=False)

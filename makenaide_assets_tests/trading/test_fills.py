@@ -1,0 +1,83 @@
+"""`fills` materialised with its checks, a stand-in `signals` and the paper broker on the sample."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.broker import PaperBroker
+from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.trading.fills import FILL_COLUMNS, fills
+from makenaide_assets.trading.ledger import TradingLedger
+
+DAY = "2023-07-03"
+PREPARED = pd.DataFrame(
+    [
+        {"market": "KRW-BTC", "side": "buy", "price": 41_000_000.0, "krw_amount": 1_000_000.0, "reason": "vcp"},
+        {"market": "KRW-ETH", "side": "buy", "price": 2_500_000.0, "krw_amount": 500_000.0, "reason": "ma200"},
+        {"market": "KRW-SC", "side": "sell", "price": 5.0, "volume": 1000.0, "reason": "stop"},
+    ]
+)
+
+
+def _run(tmp_path: Path, sample_dir: Path, prepared: pd.DataFrame) -> dg.ExecuteInProcessResult:
+    @dg.asset(name="signals", partitions_def=daily)
+    def stand_in_signals() -> pd.DataFrame:
+        return prepared
+
+    return dg.materialize(
+        [stand_in_signals, fills],
+        partition_key=DAY,
+        resources={
+            "broker": PaperBroker(),
+            "ledger": TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
+            "market_data": ReplayMarketData(replay_dir=str(sample_dir)),
+            "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
+        },
+    )
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_fills_materialise_with_passing_checks_and_contract_columns(tmp_path: Path, sample_dir: Path) -> None:
+    result = _run(tmp_path, sample_dir, PREPARED)
+    assert result.success
+    frame = pd.read_parquet(tmp_path / "storage" / "fills" / f"{DAY}.parquet")
+    assert set(FILL_COLUMNS) <= set(frame.columns)
+    assert frame.set_index("market")["status"].to_dict() == {"KRW-SC": "skipped", "KRW-BTC": "done", "KRW-ETH": "done"}
+    assert _checks(result) == {
+        "fills_match_signals": True,
+        "fills_unique_identifiers": True,
+        "fills_fee_rate": True,
+        "fills_cash_never_negative": True,
+        "fills_none_rejected": True,
+    }
+    [materialization] = [m for m in result.asset_materializations_for_node("fills")]
+    meta = materialization.metadata
+    assert meta["done_count"].value == 2 and meta["skipped_count"].value == 1
+    assert meta["krw_bought"].value == pytest.approx(frame.loc[frame["status"] == "done", "krw_value"].sum())
+    assert "no_position" in meta["not_executed"].value
+
+
+def test_rematerialising_orders_nothing_new_and_still_shows_the_day(tmp_path: Path, sample_dir: Path) -> None:
+    _run(tmp_path, sample_dir, PREPARED)
+    ledger = TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    cash = ledger.cash_krw()
+    first = pd.read_parquet(tmp_path / "storage" / "fills" / f"{DAY}.parquet")
+    assert _run(tmp_path, sample_dir, PREPARED).success
+    second = pd.read_parquet(tmp_path / "storage" / "fills" / f"{DAY}.parquet")
+    pd.testing.assert_frame_equal(first[FILL_COLUMNS], second[FILL_COLUMNS])
+    assert ledger.cash_krw() == cash
+
+
+def test_orders_without_a_matching_signal_fail_the_check(tmp_path: Path, sample_dir: Path) -> None:
+    _run(tmp_path, sample_dir, PREPARED)
+    # `signals` re-materialised differently after the day's orders went out: the ledger keeps them.
+    result = _run(tmp_path, sample_dir, PREPARED.iloc[[1]])
+    assert result.success
+    assert _checks(result)["fills_match_signals"] is False
