@@ -87,7 +87,7 @@ def _print_results(instance: dg.DagsterInstance, traded: list[str], failures: li
     print("Results:")
     print(f"  asset values (Parquet, one file per partition): {settings.storage_root()}")
     print(f"  trading ledger (orders, fills, positions, cash): {settings.ledger_url()}")
-    print(f"  Dagster instance (runs, materialisations, checks): {instance.root_directory}")
+    print(f"  Dagster instance (runs, materialisations, checks): {Path(instance.root_directory).resolve()}")
     print("  browse them: DAGSTER_HOME=$PWD .venv/bin/dagster dev   → http://127.0.0.1:3000")
 
 

@@ -24,11 +24,24 @@ def _has_contract_columns(_: dg.TypeCheckContext, value: object) -> dg.TypeCheck
 FillsFrame = dg.DagsterType(name="FillsFrame", type_check_fn=_has_contract_columns, description="fills contract")
 
 CHECKS = [
-    dg.AssetCheckSpec("fills_match_signals", asset="fills", description="Each order maps to a signal"),
-    dg.AssetCheckSpec("fills_unique_identifiers", asset="fills", description="No identifier appears twice"),
-    dg.AssetCheckSpec("fills_fee_rate", asset="fills", description="Fee = 0.05% of each fill's KRW value"),
-    dg.AssetCheckSpec("fills_cash_never_negative", asset="fills", description="The ledger's cash never went below 0"),
-    dg.AssetCheckSpec("fills_none_rejected", asset="fills", description="No order was rejected or failed"),
+    dg.AssetCheckSpec(
+        "fills_match_signals", asset="fills", partitions_def=daily, description="Each order maps to a signal"
+    ),
+    dg.AssetCheckSpec(
+        "fills_unique_identifiers", asset="fills", partitions_def=daily, description="No identifier appears twice"
+    ),
+    dg.AssetCheckSpec(
+        "fills_fee_rate", asset="fills", partitions_def=daily, description="Fee = 0.05% of each fill's KRW value"
+    ),
+    dg.AssetCheckSpec(
+        "fills_cash_never_negative",
+        asset="fills",
+        partitions_def=daily,
+        description="The ledger's cash never went below 0",
+    ),
+    dg.AssetCheckSpec(
+        "fills_none_rejected", asset="fills", partitions_def=daily, description="No order was rejected or failed"
+    ),
 ]
 
 
