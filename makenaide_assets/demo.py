@@ -47,8 +47,8 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     partitions = [d.strftime("%Y-%m-%d") for d in pd.date_range(args.start, args.end, freq="D")]
     instance = dg.DagsterInstance.get()
-    analysis = defs.get_job_def("analysis_job")
-    trading = defs.get_job_def("trading_job")
+    analysis = defs.resolve_job_def("analysis_job")
+    trading = defs.resolve_job_def("trading_job")
     print(f"Makenaide demo: {len(partitions)} partitions {args.start} → {args.end} on {settings.replay_dir()}")
     cursor, failures, traded, started = None, [], [], time.monotonic()
     for i, partition in enumerate(partitions, 1):

@@ -20,6 +20,10 @@ from makenaide_assets.market.candle_format import (
 )
 
 
+class ReplayOutOfRange(LookupError):
+    """The partition lies outside the recording: answering would mean inventing a market."""
+
+
 class MarketData(dg.ConfigurableResource, ABC):
     """Upbit quotation data as of an instant: nothing that had not closed by `as_of` is returned."""
 
@@ -79,7 +83,27 @@ class ReplayMarketData(MarketData):
         return root
 
     def markets(self, as_of: pd.Timestamp) -> pd.DataFrame:
-        return _read_markets(str(self._root() / "markets.json"))
+        markets = _read_markets(str(self._root() / "markets.json"))
+        first, last = self._coverage(markets["market"].tolist())
+        # A schedule tick in demo mode asks for yesterday, long after the recording ends; an empty
+        # universe would look like a quiet market, so say plainly that there is no data.
+        if not first <= as_of <= last:
+            raise ReplayOutOfRange(
+                f"{self.replay_dir} holds daily candles closing {first} → {last}; the partition closing at "
+                f"{as_of} is outside the recording (pick a partition inside it, or another MAKENAIDE_REPLAY_DIR)"
+            )
+        return markets
+
+    def _coverage(self, markets: list[str]) -> tuple[pd.Timestamp, pd.Timestamp]:
+        starts, ends = [], []
+        for market in markets:
+            day = self._full(market, "day")
+            if not day.empty:
+                starts.append(day["candle_date_time_utc"].iloc[0] + pd.Timedelta(days=1))
+                ends.append(day["candle_date_time_utc"].iloc[-1] + pd.Timedelta(days=1))
+        if not starts:
+            raise ReplayOutOfRange(f"{self.replay_dir} holds no daily candles at all")
+        return min(starts), max(ends)
 
     def _full(self, market: str, interval: Interval) -> pd.DataFrame:
         key = (market, interval)

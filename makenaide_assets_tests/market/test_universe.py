@@ -138,3 +138,14 @@ def test_malformed_markets_json_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "markets.json").write_text(json.dumps({"not": "a list"}))
     with pytest.raises(MalformedMarketData):
         ReplayMarketData(replay_dir=str(tmp_path)).markets(pd.Timestamp("2023-07-04"))
+
+
+def test_partition_outside_the_recording_is_a_clear_error(sample_dir: Path, tmp_path: Path) -> None:
+    from makenaide_assets.resources.market_data import ReplayOutOfRange
+
+    replay = ReplayMarketData(replay_dir=str(sample_dir))
+    with pytest.raises(ReplayOutOfRange, match="outside the recording"):
+        replay.markets(pd.Timestamp("2026-11-23"))
+    with pytest.raises(ReplayOutOfRange):
+        replay.markets(pd.Timestamp("2022-06-01"))
+    assert len(replay.markets(pd.Timestamp("2024-01-01"))) == 63  # the last recorded day, 2023-12-31

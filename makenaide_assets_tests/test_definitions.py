@@ -1,0 +1,74 @@
+"""The one Definitions object: loadable, every contract name present, mode picks resources."""
+
+import dagster as dg
+import pytest
+
+from makenaide_assets.definitions import build_defs
+from makenaide_assets.resources.analyst import OpenAIAnalyst, RulesAnalyst
+from makenaide_assets.resources.broker import PaperBroker
+from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.modes import DEMO_MIN_MONTHS, resources_for
+from makenaide_assets.resources.upbit_broker import UpbitBroker
+from makenaide_assets.resources.upbit_quotation import UpbitMarketData
+from makenaide_assets.settings import SettingsError, mode
+
+CONTRACT_ASSETS = [
+    "tickers", "universe", "daily_indicators", "candidates", "gpt_verdicts", "timing_4h", "signals",
+    "fills", "portfolio", "daily_report",
+]  # fmt: skip
+
+
+def test_definitions_load_with_every_contract_name() -> None:
+    defs = build_defs()
+    dg.Definitions.validate_loadable(defs)
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert set(CONTRACT_ASSETS) <= keys
+    assert defs.resolve_job_def("analysis_job") and defs.resolve_job_def("trading_job")
+    schedule = defs.resolve_schedule_def("analysis_schedule")
+    assert schedule.cron_schedule == "5 0 * * *" and schedule.execution_timezone in (None, "UTC")
+    assert defs.resolve_sensor_def("signals_sensor").job_name == "trading_job"
+    assert defs.resolve_sensor_def("run_failure_notifier")
+    analysis = {k.to_user_string() for k in defs.resolve_job_def("analysis_job").asset_layer.executable_asset_keys}
+    assert {"tickers", "signals"} <= analysis and "fills" not in analysis
+
+
+def test_every_partitioned_asset_shares_the_one_daily_partitions() -> None:
+    from makenaide_assets.partitions import daily
+
+    graph = build_defs().resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def == daily, key
+
+
+def test_schedule_requests_the_day_that_just_closed() -> None:
+    schedule = build_defs().resolve_schedule_def("analysis_schedule")
+    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2023, 12, 21, 0, 5))
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2023-12-20"
+
+
+@pytest.mark.parametrize(
+    ("name", "market_data", "broker"),
+    [
+        ("demo", ReplayMarketData, PaperBroker),
+        ("paper", UpbitMarketData, PaperBroker),
+        ("live", UpbitMarketData, UpbitBroker),
+    ],
+)
+def test_mode_picks_resources_in_one_place(name: str, market_data: type, broker: type) -> None:
+    resources = resources_for(name, has_openai_key=False)  # type: ignore[arg-type]
+    assert isinstance(resources["market_data"], market_data)
+    assert isinstance(resources["broker"], broker)
+    expected_analyst = RulesAnalyst if name == "demo" else OpenAIAnalyst
+    assert isinstance(resources["analyst"], expected_analyst)
+    assert (resources["universe_thresholds"].min_months == DEMO_MIN_MONTHS) == (name == "demo")
+
+
+def test_demo_with_an_openai_key_uses_openai(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(resources_for("demo", has_openai_key=True)["analyst"], OpenAIAnalyst)
+
+
+def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAKENAIDE_MODE", "yolo")
+    with pytest.raises(SettingsError, match="MAKENAIDE_MODE"):
+        mode()

@@ -1,0 +1,98 @@
+"""signals_sensor after a backfill: one trading run per partition with signals, none otherwise, none twice."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from makenaide_assets.analysis.signals import signals_checks
+from makenaide_assets.definitions import build_defs
+from makenaide_assets.partitions import daily
+from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.trading.sensors import signals_sensor
+
+# From the recorded sample with the rules analyst and paper broker: 12-06 and 12-07 each buy,
+# 12-05 and 12-08 have no signals.
+BACKFILL = ["2023-12-05", "2023-12-06", "2023-12-07", "2023-12-08"]
+WITH_SIGNALS = ["2023-12-06", "2023-12-07"]
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dg.Definitions, dg.DagsterInstance, Path]:
+    var = tmp_path_factory.mktemp("var")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MAKENAIDE_VAR", str(var))
+        patch.delenv("MAKENAIDE_MODE", raising=False)
+        patch.delenv("OPENAI_API_KEY", raising=False)
+        defs = build_defs()
+    instance = dg.DagsterInstance.ephemeral()
+    analysis = defs.resolve_job_def("analysis_job")
+    # A backfill: every partition's analysis before any sensor tick.
+    for partition in BACKFILL:
+        assert analysis.execute_in_process(partition_key=partition, instance=instance).success
+    return defs, instance, var
+
+
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    return signals_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+
+def test_one_trading_run_per_partition_with_signals_and_never_twice(backfilled) -> None:
+    defs, instance, var = backfilled
+    first = tick(defs, instance, None)
+    assert sorted(r.partition_key for r in first.run_requests) == WITH_SIGNALS
+    assert len({r.run_key for r in first.run_requests}) == len(WITH_SIGNALS)
+    assert all(r.job_name in (None, "trading_job") for r in first.run_requests)
+    again = tick(defs, instance, first.cursor)
+    assert not again.run_requests
+    assert "no new signals materialisations" in again.skip_message
+
+    # Trading the requested partitions, then re-running one, orders exactly once per signal.
+    trading = defs.resolve_job_def("trading_job")
+    for request in first.run_requests:
+        assert trading.execute_in_process(partition_key=request.partition_key, instance=instance).success
+    ledger = TradingLedger(url=f"sqlite:///{var / 'ledger.sqlite'}")
+    orders_before = pd.concat([ledger.fills_for_partition(p) for p in WITH_SIGNALS])
+    cash_before = ledger.cash_krw()
+    assert trading.execute_in_process(partition_key=WITH_SIGNALS[0], instance=instance).success
+    orders_after = pd.concat([ledger.fills_for_partition(p) for p in WITH_SIGNALS])
+    assert len(orders_after) == len(orders_before) == 2 and ledger.cash_krw() == cash_before
+    report = instance.fetch_materializations(dg.AssetKey("daily_report"), limit=1).records[0]
+    assert report.asset_materialization.metadata["can_i_trust_today"].value.startswith("YES")
+
+
+def test_skips_name_the_partition_without_signals(backfilled) -> None:
+    defs, instance, _ = backfilled
+    materializations = instance.fetch_materializations(dg.AssetKey("signals"), limit=10, ascending=True).records
+    before_quiet_day = str(materializations[BACKFILL.index("2023-12-08") - 1].storage_id)
+    result = tick(defs, instance, before_quiet_day)
+    assert not result.run_requests
+    assert "2023-12-08: no signals" in result.skip_message
+
+
+def test_signals_whose_blocking_checks_failed_are_not_traded(backfilled) -> None:
+    defs, instance, _ = backfilled
+    cursor = str(instance.fetch_materializations(dg.AssetKey("signals"), limit=1).records[0].storage_id)
+    overspend = pd.DataFrame(
+        [{"market": "KRW-BTC", "side": "buy", "price": 50_000_000.0, "krw_amount": 1e12, "volume": float("nan"),
+          "reason": "corrupted", "kelly_fraction": 0.05}]
+    )  # fmt: skip
+
+    @dg.asset(name="signals", partitions_def=daily, metadata={"signal_count": 1})
+    def corrupted() -> dg.MaterializeResult:
+        return dg.MaterializeResult(value=overspend, metadata={"signal_count": 1})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MAKENAIDE_VAR", str(backfilled[2]))
+        result = dg.materialize(
+            [corrupted, *signals_checks],
+            partition_key="2023-12-09",
+            instance=instance,
+            resources=dict(defs.resources),
+            raise_on_error=False,
+        )
+    assert any(not e.passed for e in result.get_asset_check_evaluations())
+    decision = tick(defs, instance, cursor)
+    assert not decision.run_requests
+    assert "2023-12-09: blocking signals checks failed" in decision.skip_message
