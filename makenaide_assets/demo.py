@@ -14,6 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+# The console shows one line per day; every event still goes to the instance's event log (UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEFAULT_START = "2023-12-01"
 DEFAULT_END = "2023-12-31"
 
@@ -53,7 +55,9 @@ def run(argv: list[str] | None = None) -> int:
     cursor, failures, traded, started = None, [], [], time.monotonic()
     for i, partition in enumerate(partitions, 1):
         t0 = time.monotonic()
-        result = analysis.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+        result = analysis.execute_in_process(
+            partition_key=partition, instance=instance, run_config=QUIET, raise_on_error=False
+        )
         line = f"[{i}/{len(partitions)}] {partition} analysis {'ok' if result.success else 'FAILED'}"
         line += f": {_signal_summary(result)}" if result.success else ""
         if not result.success:
@@ -63,7 +67,11 @@ def run(argv: list[str] | None = None) -> int:
         cursor = tick.cursor
         for request in tick.run_requests or []:
             trade = trading.execute_in_process(
-                partition_key=request.partition_key, instance=instance, tags=request.tags, raise_on_error=False
+                partition_key=request.partition_key,
+                instance=instance,
+                tags=request.tags,
+                run_config=QUIET,
+                raise_on_error=False,
             )
             traded.append(request.partition_key)
             line += f"; trading {'ok' if trade.success else 'FAILED'}"

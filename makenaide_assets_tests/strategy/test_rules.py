@@ -25,7 +25,7 @@ from makenaide_assets.strategy.rules import (
 
 def all_candles(replay_dir: Path) -> pd.DataFrame:
     replay = ReplayMarketData(replay_dir=str(replay_dir))
-    markets = replay.markets(pd.Timestamp("2030-01-01"))["market"].tolist()
+    markets = sorted(path.name.split(".")[0] for path in (replay_dir / "candles" / "day").glob("*.csv*"))
     return replay.candles_many(markets, "day", pd.Timestamp("2030-01-01"), 100_000)
 
 
