@@ -21,6 +21,10 @@ from makenaide_assets.trading.ledger_booking import book_fill
 MAX_IDENTIFIER_LENGTH = 64
 
 
+# Any constant shared by every Makenaide process: it names the ledger's schema lock.
+_SCHEMA_LOCK_KEY = 0x4D4B4E4C  # "MKNL"
+
+
 class LedgerConflict(RuntimeError):
     """A write would contradict what the ledger already holds (e.g. booking an order twice)."""
 
@@ -68,18 +72,21 @@ class TradingLedger(dg.ConfigurableResource):
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url)
-            t.metadata.create_all(engine)
+            self._create_and_seed(engine)
             self._engine = engine
-            self._seed_cash()
         return self._engine
 
-    @contextmanager
-    def transaction(self) -> Iterator[sa.Connection]:
-        with self.engine().begin() as conn:
-            yield conn
+    def _create_and_seed(self, engine: sa.Engine) -> None:
+        """Tables and the initial cash, once, even when several runs open a new ledger at once.
 
-    def _seed_cash(self) -> None:
-        with self.transaction() as conn:
+        Two processes racing through CREATE TABLE (PostgreSQL's catalog) or the seed insert
+        (its unique event_key) would fail one of them; a transaction-scoped advisory lock makes
+        them take turns on PostgreSQL, and SQLite serialises writers on its file lock.
+        """
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            t.metadata.create_all(conn)
             seeded = conn.execute(sa.select(t.cash_events.c.id).where(t.cash_events.c.event_key == "seed")).first()
             if seeded is None:
                 conn.execute(
@@ -87,6 +94,11 @@ class TradingLedger(dg.ConfigurableResource):
                         event_key="seed", kind="seed", amount_krw=self.initial_cash_krw, created_at=utc_now_naive()
                     )
                 )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        with self.engine().begin() as conn:
+            yield conn
 
     # ---- reads -------------------------------------------------------------------------------
     def cash_krw(self) -> float:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.market import indicators, tickers, universe
-from makenaide_assets.market.quality import ohlc_violations, stale_rows, unexplained_nans
+from makenaide_assets.market.quality import duplicated_keys, ohlc_violations, stale_rows, unexplained_nans
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
@@ -138,6 +138,9 @@ def test_quality_rules_on_corrupted_frames() -> None:
     )
     assert not ohlc_violations(frame, open_="open", high="high", low="low", close="close", label=["market"])[0]
     assert stale_rows(frame, "2023-12-20")[1]["stale"] == "KRW-B (2023-12-19)"
+    unique, found = duplicated_keys(frame, ["market"])
+    assert not unique and found["duplicates"] == "KRW-A"
+    assert duplicated_keys(frame.drop_duplicates("market"), ["market"])[0]
     frame.loc[0, "ma200"] = np.nan
     ok, details = unexplained_nans(frame, REQUIRED_COLUMNS)
     assert not ok and "KRW-A: ma200" in details["unexplained_nan"]
