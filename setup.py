@@ -49,6 +49,7 @@ setup(
             "respx>=0.21,<0.24",
             "ta-lib>=0.6,<0.9",
             "moto[server]>=5.0,<6",
+            "selenium>=4.20,<5",
             "ruff>=0.6",
         ],
         "dev": ["ruff>=0.6"],

@@ -36,5 +36,16 @@ def ledger_url() -> str:
     return os.environ.get("MAKENAIDE_LEDGER_URL") or f"sqlite:///{var_dir() / 'ledger.sqlite'}"
 
 
+def sql_url(url: str) -> str:
+    """`postgresql://…` as people write it, on the driver we install (psycopg2).
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, which is not installed, so the
+    documented URL would otherwise fail with "No module named 'psycopg'".
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
 def replay_dir() -> str:
     return os.environ.get("MAKENAIDE_REPLAY_DIR") or str(SAMPLE_REPLAY_DIR)

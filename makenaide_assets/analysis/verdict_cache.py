@@ -8,9 +8,10 @@ against the day's budget but are never served, so a later run asks again.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
+
+from makenaide_assets import sql
 
 metadata = sa.MetaData()
 
@@ -64,12 +65,10 @@ class CachedAnswer:
 
 
 def make_engine(url: str) -> sa.Engine:
-    """An engine with the table created; a SQLite file gets its folder made first."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
-    metadata.create_all(engine, checkfirst=True)
+    """An engine with the table created (once, even when several runs start together)."""
+    engine = sql.make_engine(url)
+    with sql.schema_transaction(engine) as conn:
+        metadata.create_all(conn, checkfirst=True)
     return engine
 
 

@@ -3,7 +3,6 @@
 import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,16 +12,13 @@ from pydantic import PrivateAttr
 
 from makenaide_assets.partitions import utc_now_naive
 from makenaide_assets.settings import ledger_url
+from makenaide_assets.sql import make_engine, schema_transaction
 from makenaide_assets.trading import ledger_schema as t
 from makenaide_assets.trading.ledger_booking import book_fill
 
 # Upbit documents no maximum for `identifier`; 64 keeps us far inside any sane limit and inside
 # the column width.
 MAX_IDENTIFIER_LENGTH = 64
-
-
-# Any constant shared by every Makenaide process: it names the ledger's schema lock.
-_SCHEMA_LOCK_KEY = 0x4D4B4E4C  # "MKNL"
 
 
 class LedgerConflict(RuntimeError):
@@ -68,24 +64,15 @@ class TradingLedger(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            url = sa.make_url(self.url or ledger_url())
-            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url)
+            engine = make_engine(self.url or ledger_url())
             self._create_and_seed(engine)
             self._engine = engine
         return self._engine
 
     def _create_and_seed(self, engine: sa.Engine) -> None:
-        """Tables and the initial cash, once, even when several runs open a new ledger at once.
-
-        Two processes racing through CREATE TABLE (PostgreSQL's catalog) or the seed insert
-        (its unique event_key) would fail one of them; a transaction-scoped advisory lock makes
-        them take turns on PostgreSQL, and SQLite serialises writers on its file lock.
-        """
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        """Tables and the initial cash, once, even when several runs open a new ledger at once
+        (the seed's unique event_key would otherwise fail all but one of them)."""
+        with schema_transaction(engine) as conn:
             t.metadata.create_all(conn)
             seeded = conn.execute(sa.select(t.cash_events.c.id).where(t.cash_events.c.event_key == "seed")).first()
             if seeded is None:
