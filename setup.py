@@ -46,7 +46,6 @@ setup(
         "test": [
             "pytest>=8,<10",
             "responses>=0.25,<0.27",
-            "respx>=0.21,<0.24",
             "ta-lib>=0.6,<0.9",
             "moto[server]>=5.0,<6",
             "selenium>=4.20,<5",
