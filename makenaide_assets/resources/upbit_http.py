@@ -5,8 +5,10 @@ are ours; pyupbit still parses the `Remaining-Req` header. Why pyupbit's own cal
 is explained in `upbit_quotation`.
 """
 
+import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -23,6 +25,8 @@ _TRANSIENT_ERRORS = (requests.Timeout, requests.ConnectionError, requests.except
 _DEFAULT_GROUPS = (("/v1/candles/", "candles"), ("/v1/ticker", "ticker"), ("/v1/market/", "market"))
 # Upbit counts requests per second: once a group has none left, its next second starts later.
 _WINDOW_S = 1.0
+# Clock granularity between our process and the server's.
+_WINDOW_SLACK_S = 0.005
 
 
 class Clock(Protocol):
@@ -84,6 +88,11 @@ class UpbitHttp:
         self._session = requests.Session()
         self._next_slot: dict[str, float] = {}
         self._group_of: dict[str, str] = {}
+        # When the answers to our last `per window` requests of each group came back. The server
+        # counted each request before it answered, so the oldest of these instants is no earlier
+        # than the start of the server's current second, whatever the network or load delayed.
+        self._per_window = max(1, math.floor(requests_per_second * _WINDOW_S))
+        self._answered: dict[str, deque[float]] = {}
 
     def get_json(self, path: str, params: Mapping[str, Any], *, subject: str) -> Any:
         """The decoded JSON answer; raises UpbitRequestError / UpbitBanned / MalformedMarketData."""
@@ -100,7 +109,7 @@ class UpbitHttp:
             except _TRANSIENT_ERRORS as exc:
                 failure = f"{type(exc).__name__}: {exc}"
             else:
-                self._note_remaining(path, resp)
+                self._note_remaining(path, resp, self.clock.monotonic())
                 if resp.ok:
                     return _decode(resp, where)
                 error_name, detail = _upbit_error(resp)
@@ -146,10 +155,12 @@ class UpbitHttp:
         self._next_slot[group] = now + self.spacing_s
 
     def _hold(self, group: str, seconds: float) -> None:
-        until = self.clock.monotonic() + seconds
+        self._hold_until(group, self.clock.monotonic() + seconds)
+
+    def _hold_until(self, group: str, until: float) -> None:
         self._next_slot[group] = max(self._next_slot.get(group, until), until)
 
-    def _note_remaining(self, path: str, resp: requests.Response) -> None:
+    def _note_remaining(self, path: str, resp: requests.Response, answered: float) -> None:
         header = resp.headers.get("Remaining-Req")
         if header is None:
             return  # nothing to honour; the group's own spacing still applies
@@ -158,10 +169,18 @@ class UpbitHttp:
         except RemainingReqParsingError:
             dg.get_dagster_logger(__name__).warning(f"Upbit {path}: unparseable Remaining-Req {header!r}")
             return
-        self._group_of[path] = info["group"]
+        group = info["group"]
+        self._group_of[path] = group
+        history = self._answered.setdefault(group, deque(maxlen=self._per_window))
+        history.append(answered)
         # `min` is deprecated by Upbit (a fixed value); `sec` is what is left in this second.
         if info["sec"] <= 0:
-            self._hold(info["group"], _WINDOW_S)
+            if len(history) == history.maxlen and answered - history[0] < _WINDOW_S:
+                # We spent this second's budget ourselves: it ends a second after the oldest of those
+                # requests reached the server. Waiting a full second from now would halve the throughput.
+                self._hold_until(group, history[0] + _WINDOW_S + _WINDOW_SLACK_S)
+            else:
+                self._hold(group, _WINDOW_S)  # someone else shares the budget: rest a full second
 
 
 def _decode(resp: requests.Response, where: str) -> Any:

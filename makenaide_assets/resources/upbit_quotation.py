@@ -1,23 +1,19 @@
 """`UpbitMarketData`: the live Upbit quotation API behind the `MarketData` interface.
 
-How pyupbit is used. Its quotation calls cannot be bent to this resource's needs without
-monkeypatching pyupbit's module globals for the whole process:
-- every URL is hard-wired to https://api.upbit.com (`get_url_ohlcv`, `get_tickers`,
-  `get_current_price`), so a test server cannot be reached;
-- `request_api._call_public_api` calls `requests.get` with no timeout, and fails when the
-  `Remaining-Req` header is absent; its `error_handler` calls `.json()` on every error answer,
-  so Upbit's plain-text 429 becomes a JSONDecodeError and a 429 with a JSON body is handed back as data;
-- `get_ohlcv` turns every failure into `None` and drops `candle_date_time_utc`.
-So one small client of our own (`upbit_http.UpbitHttp`) does the HTTP with a timeout, the
-10 req/s per-group throttle and bounded retries, and pyupbit supplies what it gets right: the
-interval → endpoint map (`get_url_ohlcv`, rebased onto `base_url`), the `Remaining-Req` parser,
-and `get_ohlcv`'s pagination rule (the next page ends where the previous one began). Candles and
-the market list are parsed by `candle_format`, as the replay parses its recording.
+pyupbit's quotation calls cannot serve here without monkeypatching its module globals: every URL
+is hard-wired to https://api.upbit.com, `_call_public_api` has no timeout and fails without a
+`Remaining-Req` header, its error handler turns Upbit's plain-text 429 into a JSONDecodeError,
+and `get_ohlcv` turns every failure into `None` and drops `candle_date_time_utc`. So our own small
+client (`upbit_http.UpbitHttp`) does the HTTP (timeout, 10 req/s per group, bounded retries), and
+pyupbit supplies what it gets right: the interval → endpoint map (`get_url_ohlcv`, rebased onto
+`base_url`), the `Remaining-Req` parser and `get_ohlcv`'s paging rule (the next page ends where
+the previous one began). Answers are parsed by `candle_format`, as the replay parses its recording.
 
-Unknown markets: Upbit answers 404 with its error JSON ("Code not found") for a market it does
-not know (a typo, or delisted). That raises `MarketNotFound`, never an empty frame, so the caller
-lists the market as not found. An empty JSON list (`[]`) is a successful answer meaning "no
-candles before as_of" (e.g. not listed yet) and gives an empty frame.
+Unknown markets: Upbit's 404 error JSON ("Code not found") raises `MarketNotFound`, never an empty
+frame; an empty list (`[]`) means "no candles before as_of" (not listed yet): an empty frame.
+
+With `store_dir`, candles are kept on disk (`candle_store`) and a daily run asks only for the
+candles closed since the last run: about one request per market instead of three.
 
 Live limits: Upbit serves the market list and the 24-hour ticker values as they are now, not as
 of a past instant. `markets` therefore lists today's markets; `trade_values_24h` and
@@ -43,6 +39,7 @@ from makenaide_assets.market.candle_format import (
     closed_candles,
     parse_market_list,
 )
+from makenaide_assets.resources.candle_store import CandleStore
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.upbit_http import Clock, SystemClock, UpbitHttp, UpbitRequestError
 
@@ -77,12 +74,17 @@ class UpbitMarketData(MarketData):
     max_ticker_lag_s: float = Field(
         default=3 * 3600, gt=0, description="how far the live ticker may be from the instant asked about"
     )
+    store_dir: str | None = Field(
+        default=None, description="keep candles here (candle_store) and fetch only newer ones; None = no store"
+    )
 
     _clock: Clock = PrivateAttr(default_factory=SystemClock)
     _client: UpbitHttp | None = PrivateAttr(default=None)
+    _store: CandleStore | None = PrivateAttr(default=None)
 
     def describe(self) -> str:
-        return f"live Upbit quotation API at {self.base_url} (pyupbit {version('pyupbit')})"
+        stored = f", candles kept in {self.store_dir}" if self.store_dir else ""
+        return f"live Upbit quotation API at {self.base_url} (pyupbit {version('pyupbit')}){stored}"
 
     def markets(self, as_of: pd.Timestamp) -> pd.DataFrame:
         """Today's KRW markets (Upbit cannot list the markets of a past day)."""
@@ -96,23 +98,41 @@ class UpbitMarketData(MarketData):
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
         as_of = _naive_utc(as_of)
-        path = urlsplit(get_url_ohlcv(interval)).path
         # Candles starting before the start of the candle containing as_of have all closed by as_of.
         end = _candle_start(as_of, interval)
+
+        def fetch(before: pd.Timestamp, wanted: int) -> tuple[pd.DataFrame, bool]:
+            return self._fetch_before(market, interval, before, wanted)
+
+        if self.store_dir:
+            frame = self._candle_store().candles(market, interval, end, count, fetch)
+        else:
+            frame = fetch(end, count)[0]
+        # The guard against lookahead stays, whatever the server or the store did.
+        return closed_candles(frame, interval, as_of).tail(count).reset_index(drop=True)
+
+    def _fetch_before(
+        self, market: str, interval: Interval, end: pd.Timestamp, count: int
+    ) -> tuple[pd.DataFrame, bool]:
+        """The last `count` candles starting before `end`, paging back 200 at a time as pyupbit's
+        get_ohlcv does; True when fewer exist (the market's history begins within them)."""
+        path = urlsplit(get_url_ohlcv(interval)).path
         records: list[Mapping[str, Any]] = []
+        to, listed = end, False
         while len(records) < count:
             asked = min(PAGE_SIZE, count - len(records))
-            page = self._candle_page(path, market, end, asked)
+            page = self._candle_page(path, market, to, asked)
             records.extend(page)
             if len(page) < asked:
-                break  # the market's history begins here
+                listed = True  # the market's history begins here
+                break
             oldest = min(pd.Timestamp(row["candle_date_time_utc"]) for row in page)
-            if oldest >= end:
-                raise MalformedMarketData(f"Upbit {path} for {market}: the page before {end} did not go back")
-            end = oldest
+            if oldest >= to:
+                raise MalformedMarketData(f"Upbit {path} for {market}: the page before {to} did not go back")
+            to = oldest
         frame = candles_from_records(records, source=f"{self.base_url}{path} {market}")
-        # The guard against lookahead stays, whatever the server did with `to`.
-        return closed_candles(frame, interval, as_of).tail(count).reset_index(drop=True)
+        # A server that also answers the candle starting at `end` (still open) is not believed.
+        return frame[frame["candle_date_time_utc"] < end].reset_index(drop=True), listed
 
     def trade_values_24h(self, markets: Sequence[str], as_of: pd.Timestamp) -> pd.Series:
         """`acc_trade_price_24h` from one /v1/ticker call (more only if the URL would be too long)."""
@@ -140,6 +160,11 @@ class UpbitMarketData(MarketData):
         if price <= 0:
             raise MalformedMarketData(f"Upbit {_TICKER} for {market}: trade_price is {price}")
         return traded, price
+
+    def _candle_store(self) -> CandleStore:
+        if self._store is None:
+            self._store = CandleStore(self.store_dir or "")
+        return self._store
 
     def _http(self) -> UpbitHttp:
         if self._client is None:
