@@ -55,25 +55,32 @@ def normalise_candles(frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
     missing = [c for c in CANDLE_COLUMNS if c not in frame.columns]
     if missing:
         raise MalformedMarketData(f"{source}: candle fields missing: {missing}")
-    out = frame[CANDLE_COLUMNS].copy()
+    # Checked and typed column by column as NumPy arrays, and the frame built once: the same
+    # checks as pandas operations on a frame cost several times more, paid per market and file.
+    columns: dict[str, np.ndarray] = {}
     for col in ("candle_date_time_utc", "candle_date_time_kst"):
-        parsed = pd.to_datetime(out[col], errors="coerce", format="ISO8601")
+        parsed = pd.to_datetime(frame[col], errors="coerce", format="ISO8601")
         if parsed.isna().any():
             raise MalformedMarketData(f"{source}: unparseable {col} in {int(parsed.isna().sum())} rows")
-        out[col] = parsed.dt.tz_localize(None).astype("datetime64[ns]")
+        if parsed.dt.tz is not None:
+            parsed = parsed.dt.tz_localize(None)
+        columns[col] = parsed.to_numpy(dtype="datetime64[ns]")
     for col in NUMERIC_COLUMNS:
-        values = pd.to_numeric(out[col], errors="coerce").astype("float64")
-        bad = values.isna() | ~np.isfinite(values)
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~np.isfinite(values)
         if bad.any():
             raise MalformedMarketData(f"{source}: {col} is missing or not a number in {int(bad.sum())} rows")
-        out[col] = values
-    if (out[PRICE_COLUMNS] <= 0).any().any():
+        columns[col] = values
+    if any((columns[col] <= 0).any() for col in PRICE_COLUMNS):
         raise MalformedMarketData(f"{source}: non-positive price")
-    out = out.sort_values("candle_date_time_utc")
-    dupes = out["candle_date_time_utc"].duplicated()
-    if dupes.any():
-        raise MalformedMarketData(f"{source}: {int(dupes.sum())} duplicate candle timestamps")
-    return out.reset_index(drop=True)
+    starts = columns["candle_date_time_utc"]
+    if (np.diff(starts) <= np.timedelta64(0)).any():
+        order = np.argsort(starts, kind="stable")
+        columns = {col: values[order] for col, values in columns.items()}
+        dupes = int((np.diff(columns["candle_date_time_utc"]) == np.timedelta64(0)).sum())
+        if dupes:
+            raise MalformedMarketData(f"{source}: {dupes} duplicate candle timestamps")
+    return pd.DataFrame({col: columns[col] for col in CANDLE_COLUMNS})
 
 
 def closed_candles(frame: pd.DataFrame, interval: Interval, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -83,26 +90,34 @@ def closed_candles(frame: pd.DataFrame, interval: Interval, as_of: pd.Timestamp)
 
 
 def monthly_from_daily(day: pd.DataFrame) -> pd.DataFrame:
-    """Monthly candles aggregated from day candles (Upbit months start on the 1st, UTC)."""
+    """Monthly candles aggregated from day candles (Upbit months start on the 1st, UTC).
+
+    Upbit stamps a monthly candle with its first traded day, which for a new listing is the
+    listing day; elsewhere it is the 1st. `day` is ascending (normalise_candles), so each month
+    is one run of rows, reduced with NumPy (a pandas groupby costs ten times more per market).
+    """
     if day.empty:
         return day.copy()
-    keyed = day.set_index("candle_date_time_utc")
-    grouped = keyed.groupby(keyed.index.to_period("M"))
-    month = pd.DataFrame(
+    starts = day["candle_date_time_utc"].to_numpy()
+    months = starts.astype("datetime64[M]")
+    first = np.flatnonzero(np.r_[True, months[1:] != months[:-1]])
+    last = np.r_[first[1:] - 1, len(starts) - 1]
+
+    def column(name: str) -> np.ndarray:
+        return day[name].to_numpy()
+
+    return pd.DataFrame(
         {
-            "opening_price": grouped["opening_price"].first(),
-            "high_price": grouped["high_price"].max(),
-            "low_price": grouped["low_price"].min(),
-            "trade_price": grouped["trade_price"].last(),
-            "candle_acc_trade_price": grouped["candle_acc_trade_price"].sum(),
-            "candle_acc_trade_volume": grouped["candle_acc_trade_volume"].sum(),
+            "candle_date_time_utc": starts[first],
+            "candle_date_time_kst": starts[first] + np.timedelta64(9, "h"),
+            "opening_price": column("opening_price")[first],
+            "high_price": np.maximum.reduceat(column("high_price"), first),
+            "low_price": np.minimum.reduceat(column("low_price"), first),
+            "trade_price": column("trade_price")[last],
+            "candle_acc_trade_price": np.add.reduceat(column("candle_acc_trade_price"), first),
+            "candle_acc_trade_volume": np.add.reduceat(column("candle_acc_trade_volume"), first),
         }
     )
-    # Upbit stamps a monthly candle with its first traded day, which for a new listing is
-    # the listing day; elsewhere it is the 1st.
-    month["candle_date_time_utc"] = grouped.apply(lambda g: g.index.min()).values
-    month["candle_date_time_kst"] = month["candle_date_time_utc"] + pd.Timedelta(hours=9)
-    return month[CANDLE_COLUMNS].reset_index(drop=True)
 
 
 def parse_market_list(records: Any, *, source: str) -> pd.DataFrame:

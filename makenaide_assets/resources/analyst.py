@@ -10,10 +10,9 @@ exponential backoff from 0.5 s, honouring Retry-After).
 import json
 from abc import ABC, abstractmethod
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import openai
 import pydantic
 from pydantic import Field, PrivateAttr
 
@@ -22,6 +21,9 @@ from makenaide_assets.analysis.payload import sha256_hex
 from makenaide_assets.analysis.rules_verdict import RULES_MODEL, rules_verdict
 from makenaide_assets.analysis.verdict_cache import CacheKey, VerdictCache, make_engine
 from makenaide_assets.analysis.verdict_schema import AnalystAnswer, Verdict, VerdictRequest
+
+if TYPE_CHECKING:  # imported where used: the SDK adds ~0.6 s to every load of the definitions
+    import openai
 
 BUDGET_SPENT = "daily budget spent"
 
@@ -94,7 +96,9 @@ class OpenAIAnalyst(Analyst):
             self._state["cache"] = VerdictCache(make_engine(self.cache_url or settings.ledger_url()))
         return self._state["cache"]
 
-    def _client(self) -> openai.OpenAI:
+    def _client(self) -> "openai.OpenAI":
+        import openai
+
         if "client" not in self._state:
             if not self.api_key:
                 raise AnalystConfigError("the OpenAI API key is empty")
@@ -120,6 +124,8 @@ class OpenAIAnalyst(Analyst):
         return self._ask(request, key)
 
     def _ask(self, request: VerdictRequest, key: CacheKey) -> AnalystAnswer:
+        import openai
+
         try:
             raw = self._client().chat.completions.with_raw_response.parse(
                 model=self.model,
@@ -156,7 +162,9 @@ class OpenAIAnalyst(Analyst):
             return AnalystAnswer.failed(reason, model=key.model, prompt_hash=key.prompt_hash, **usage)
         return AnalystAnswer(verdict, "openai", key.model, key.prompt_hash, **usage)
 
-    def _transport_error(self, exc: openai.APIError) -> str:
+    def _transport_error(self, exc: "openai.APIError") -> str:
+        import openai
+
         after = f"after {self.max_retries} retries"
         if isinstance(exc, openai.APITimeoutError):
             return f"timeout ({self.timeout_s:g} s per attempt) {after}"
@@ -189,6 +197,8 @@ def _usage(body: str) -> tuple[int, int]:
 
 def _verdict_of(raw: Any) -> tuple[Verdict | None, str]:
     """The parsed verdict, or None and why the answer was rejected."""
+    import openai
+
     try:
         completion = raw.parse()
     except openai.LengthFinishReasonError:

@@ -42,7 +42,10 @@ def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any
             "universe_thresholds": UniverseThresholds(min_months=DEMO_MIN_MONTHS),
             "broker": PaperBroker(),
         }
-    live_data = {"market_data": UpbitMarketData(), "universe_thresholds": UniverseThresholds()}
+    # Candles kept under MAKENAIDE_VAR: a daily run then asks Upbit only for what closed since the last
+    # one (about one request per market, benchmarks/daily_fetch.py), not 400 days of every market.
+    market_data = UpbitMarketData(store_dir=str(settings.var_dir() / "candles"))
+    live_data = {"market_data": market_data, "universe_thresholds": UniverseThresholds()}
     if mode == "paper":
         return {**common, **live_data, "broker": PaperBroker()}
     return {
