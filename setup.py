@@ -51,6 +51,6 @@ setup(
             "selenium>=4.20,<5",
             "ruff>=0.6",
         ],
-        "dev": ["ruff>=0.6"],
+        "dev": ["ruff>=0.6", "pyinstrument>=4,<6"],
     },
 )
