@@ -49,6 +49,7 @@ setup(
             "ta-lib>=0.6,<0.9",
             "moto[server]>=5.0,<6",
             "selenium>=4.20,<5",
+            "vectorbt==1.2.0",
             "ruff>=0.6",
         ],
         "dev": ["ruff>=0.6", "pyinstrument>=4,<6"],

@@ -5,14 +5,18 @@ import os
 import dagster as dg
 
 from makenaide_assets import settings
-from makenaide_assets.analysis import breadth, candidates, signals, timing, verdicts
+from makenaide_assets.analysis import breadth, candidates, signals, strategy_stats, timing, verdicts
+from makenaide_assets.backtest import asset as backtest
 from makenaide_assets.jobs import analysis_job, analysis_schedule, trading_job
 from makenaide_assets.market import indicators, tickers, universe
 from makenaide_assets.resources.modes import resources_for
 from makenaide_assets.trading import fills, portfolio, report
 from makenaide_assets.trading.sensors import run_failure_notifier, signals_sensor
 
-_MODULES = [tickers, universe, indicators, breadth, candidates, verdicts, timing, signals, fills, portfolio, report]
+_MODULES = [
+    tickers, universe, indicators, breadth, candidates, verdicts, timing, strategy_stats, signals,
+    fills, portfolio, report, backtest,
+]  # fmt: skip
 
 
 def build_defs() -> dg.Definitions:

@@ -13,6 +13,7 @@ ANALYSIS_ASSETS = [
     "candidates",
     "gpt_verdicts",
     "timing_4h",
+    "strategy_stats",
     "signals",
 ]
 TRADING_ASSETS = ["fills", "portfolio", "daily_report"]

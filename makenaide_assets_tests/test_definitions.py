@@ -14,7 +14,7 @@ from makenaide_assets.settings import SettingsError, mode
 
 CONTRACT_ASSETS = [
     "tickers", "universe", "daily_indicators", "candidates", "gpt_verdicts", "timing_4h", "signals",
-    "fills", "portfolio", "daily_report",
+    "fills", "portfolio", "daily_report", "strategy_stats", "backtest_report",
 ]  # fmt: skip
 
 
@@ -29,7 +29,7 @@ def test_definitions_load_with_every_contract_name() -> None:
     assert defs.resolve_sensor_def("signals_sensor").job_name == "trading_job"
     assert defs.resolve_sensor_def("run_failure_notifier")
     analysis = {k.to_user_string() for k in defs.resolve_job_def("analysis_job").asset_layer.executable_asset_keys}
-    assert {"tickers", "signals"} <= analysis and "fills" not in analysis
+    assert {"tickers", "strategy_stats", "signals"} <= analysis and "fills" not in analysis
 
 
 def test_every_partitioned_asset_shares_the_one_daily_partitions() -> None:

@@ -1,17 +1,29 @@
 """The `signals` asset: the day's order intents (sell / add / buy), and the checks that guard money."""
 
 import math
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from makenaide_assets.analysis.strategy_stats import StrategyStatsConfig, stats_frame
 from makenaide_assets.partitions import daily, partition_close
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.exits import ExitParams
 from makenaide_assets.strategy.orders import UPBIT_FEE_RATE, PlanParams, plan_signals
 from makenaide_assets.strategy.sizing import MAX_POSITION_FRACTION_LIMIT, KellyInputs, position_fraction
+from makenaide_assets.strategy.stats import (
+    MIN_TRADES,
+    MIN_WIN_RATE,
+    KellyDecision,
+    SelectorRule,
+    TradeStats,
+    apply_decision,
+    decide_kelly,
+    selector_breaches,
+)
 from makenaide_assets.trading.ledger import TradingLedger
 from makenaide_assets.trading.ticks import MIN_ORDER_KRW
 
@@ -20,11 +32,17 @@ _TOLERANCE_KRW = 1e-6
 
 
 class SignalsConfig(dg.Config):
-    """Sizing and exit parameters. Win rate and payoff ratio are hand-set estimates until a
-    backtest supplies them (`kelly_source` says which)."""
+    """Sizing and exit parameters. Kelly's win rate and payoff ratio come from `strategy_stats`
+    once its window holds `min_trades` closed trades; until then the configured estimates below
+    size positions (`kelly_source` says which)."""
 
-    win_rate: float = Field(0.45, ge=0.0, le=1.0, description="Kelly W; the seeds' strategy filter floor (45%)")
-    payoff_ratio: float = Field(2.0, gt=0.0, description="Kelly R = average win / average loss (seeds' R:R 2.0)")
+    win_rate: float = Field(0.45, ge=0.0, le=1.0, description="configured Kelly W; the seeds' strategy filter floor")
+    payoff_ratio: float = Field(2.0, gt=0.0, description="configured Kelly R = avg win / avg loss (seeds' R:R 2.0)")
+    min_trades: int = Field(MIN_TRADES, ge=1, description="closed trades before measured W and R are used")
+    selector_min_win_rate: float = Field(MIN_WIN_RATE, ge=0.0, le=1.0, description="below it: floor or stop")
+    selector_min_pnl_krw: float = Field(0.0, description="window P&L below it: floor or stop")
+    selector_action: Literal["floor", "stop"] = Field("floor", description="what failing evidence does to entries")
+    floor_fraction: float = Field(0.02, gt=0.0, le=MAX_POSITION_FRACTION_LIMIT, description="equity share at the floor")
     kelly_multiplier: float = Field(0.5, ge=0.0, le=1.0, description="0.5 = half-Kelly")
     max_position_fraction: float = Field(0.10, ge=0.0, le=MAX_POSITION_FRACTION_LIMIT)
     max_open_positions: int = Field(8, ge=0)
@@ -41,6 +59,19 @@ class SignalsConfig(dg.Config):
 
     def kelly_inputs(self) -> KellyInputs:
         return KellyInputs(self.win_rate, self.payoff_ratio, source="configured")
+
+    def selector_rule(self) -> SelectorRule:
+        return SelectorRule(
+            min_trades=self.min_trades,
+            min_win_rate=self.selector_min_win_rate,
+            min_pnl_krw=self.selector_min_pnl_krw,
+            action=self.selector_action,
+            floor_fraction=self.floor_fraction,
+        )
+
+    def decide(self, strategy_stats: pd.DataFrame) -> KellyDecision:
+        stats = TradeStats.from_row(strategy_stats.iloc[-1]) if len(strategy_stats) else None
+        return decide_kelly(stats, self.kelly_inputs(), self.selector_rule())
 
     def plan_params(self) -> PlanParams:
         exits = ExitParams(
@@ -70,9 +101,13 @@ def signals(
     timing_4h: pd.DataFrame,
     daily_indicators: pd.DataFrame,
     market_breadth: pd.DataFrame,
+    strategy_stats: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Order intents for the day: exits on held positions, pyramiding adds and Kelly-sized buys."""
-    kelly = config.kelly_inputs()
+    decision = config.decide(strategy_stats)
+    kelly, params = decision.inputs, config.plan_params()
+    if decision.max_fraction is not None:
+        params = replace(params, max_position_fraction=min(params.max_position_fraction, decision.max_fraction))
     plan = plan_signals(
         partition_key=context.partition_key,
         candidates=candidates,
@@ -83,11 +118,11 @@ def signals(
         positions=with_highest_close_since_entry(ledger.open_positions(), market_data, context.partition_key),
         cash_krw=ledger.cash_krw(),
         kelly_inputs=kelly,
-        params=config.plan_params(),
+        params=params,
     )
-    orders = plan.orders
+    orders, rejected = apply_decision(plan.orders, plan.rejected, decision)
     counts = orders["side"].value_counts()
-    context.log.info(f"{len(orders)} signals, {len(plan.rejected)} rejected, regime {plan.regime}")
+    context.log.info(f"{len(orders)} signals, {len(rejected)} rejected, regime {plan.regime}; {decision.reason}")
     return dg.MaterializeResult(
         value=orders,
         metadata={
@@ -103,8 +138,10 @@ def signals(
             "allow_new_buys": dg.MetadataValue.bool(plan.allow_new_buys),
             "kelly": dg.MetadataValue.json(
                 {"win_rate": kelly.win_rate, "payoff_ratio": kelly.payoff_ratio, "source": kelly.source}
+                | {"action": decision.action, "reason": decision.reason, "max_fraction": decision.max_fraction}
             ),
-            "rejected": dg.MetadataValue.md(_markdown(plan.rejected, "nothing rejected")),
+            "kelly_source": dg.MetadataValue.text(kelly.source),
+            "rejected": dg.MetadataValue.md(_markdown(rejected, "nothing rejected")),
             "preview": dg.MetadataValue.md(_markdown(orders.head(20), "no orders")),
         },
     )
@@ -223,4 +260,24 @@ def signals_kelly_within_cap(context: dg.AssetCheckExecutionContext, signals: pd
     )
 
 
-signals_checks = [signals_within_cash, signals_min_order, signals_one_order_per_market, signals_kelly_within_cap]
+@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
+def signals_selector_honoured(
+    context: dg.AssetCheckExecutionContext, ledger: TradingLedger, signals: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """Entries follow the evidence the ledger held for D: measured or configured Kelly inputs, floor, or stop."""
+    ops = (context.run.run_config or {}).get("ops", {})
+    window = StrategyStatsConfig(**ops.get("strategy_stats", {}).get("config", {})).window_days
+    # From the ledger, not from `strategy_stats`: the check must hold even if that asset were wrong.
+    evidence = stats_frame(ledger.closed_trades(), context.partition_key, window)
+    decision = _config_of_run(context).decide(evidence)
+    bad = selector_breaches(signals, decision)
+    return _result(len(bad), f"{len(bad)} entries against: {decision.reason}", markets=list(bad["market"]))
+
+
+signals_checks = [
+    signals_within_cash,
+    signals_min_order,
+    signals_one_order_per_market,
+    signals_kelly_within_cap,
+    signals_selector_honoured,
+]

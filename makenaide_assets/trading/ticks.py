@@ -84,8 +84,13 @@ def is_on_tick(price: float | str | Decimal) -> bool:
 
 
 def round_volume(volume: float | str | Decimal) -> float:
-    """Floor to Upbit's 8 decimals: never more than can be paid for or is held."""
-    value = _decimal(volume)
+    """Floor to Upbit's 8 decimals: never more than can be paid for or is held.
+
+    A float sum of fills carries binary noise (0.00913895 + 0.00433082 + 0.00404112 is
+    0.017510889999999998): flooring that as is left 1e-8 of a coin held forever, blocking later
+    buys and a position slot. Rounding to 12 decimals first removes the noise, not real volume.
+    """
+    value = _decimal(round(volume, 12) if isinstance(volume, float) else volume)
     if value < 0:
         raise ValueError(f"volume must not be negative, got {volume}")
     return float(value.quantize(Decimal(1).scaleb(-VOLUME_DECIMALS), rounding=ROUND_FLOOR))

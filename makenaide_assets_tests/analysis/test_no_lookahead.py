@@ -1,4 +1,9 @@
-"""The whole analysis for D is unchanged when every candle after D is deleted from the recording."""
+"""The whole analysis for D is unchanged when every candle after D is deleted from the recording.
+
+Ten dates across both recordings, mostly where the pipeline has something to decide: candidates
+that pass, BUY verdicts going through 4h timing, days it buys on. Each date runs `analysis_job`
+twice, on the full recording and on the one truncated at D (about 5 s a date here).
+"""
 
 from pathlib import Path
 
@@ -9,7 +14,23 @@ import pytest
 from makenaide_assets.definitions import build_defs
 from makenaide_assets_tests.replay_tools import truncate_after
 
-COMPARED = ["daily_indicators", "market_breadth", "candidates", "gpt_verdicts", "timing_4h", "signals"]
+COMPARED = [
+    "daily_indicators", "market_breadth", "candidates", "gpt_verdicts", "timing_4h", "strategy_stats", "signals",
+]  # fmt: skip
+# (recording, partition, what the day holds), from the backtests in docs/backtest.md: "quiet" (nothing
+# passes), "timing" (BUY verdicts reach 4h timing, no buy), "buy" (the pipeline buys, empty ledger).
+DATES = [
+    ("sample", "2023-07-13", "timing"),
+    ("sample", "2023-09-17", "timing"),  # bear regime: BUY verdicts, buying blocked
+    ("sample", "2023-11-02", "timing"),
+    ("sample", "2023-12-06", "buy"),  # KRW-DOGE
+    ("sample", "2023-12-07", "buy"),  # KRW-ETH
+    ("long", "2022-06-15", "quiet"),  # the 2022 bear market: no candidate passes
+    ("long", "2023-12-01", "buy"),  # KRW-LINK
+    ("long", "2024-03-28", "buy"),  # KRW-DOGE
+    ("long", "2024-06-10", "timing"),
+    ("long", "2025-09-13", "buy"),  # KRW-DOGE
+]
 
 
 def analyse(replay: Path, var: Path, partition: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, pd.DataFrame]:
@@ -23,14 +44,21 @@ def analyse(replay: Path, var: Path, partition: str, monkeypatch: pytest.MonkeyP
     return {key: pd.read_parquet(var / "storage" / key / f"{partition}.parquet") for key in COMPARED}
 
 
-# Days with candidates, BUY verdicts and 4h timing in play (12-06 buys KRW-DOGE).
-@pytest.mark.parametrize("partition", ["2023-09-15", "2023-11-02", "2023-12-06"])
+@pytest.mark.parametrize(("recording", "partition", "day"), DATES)
 def test_analysis_for_d_ignores_everything_after_d(
-    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, partition: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recording: str,
+    partition: str,
+    day: str,
 ) -> None:
-    full = analyse(sample_dir, tmp_path / "full", partition, monkeypatch)
-    cut = analyse(truncate_after(sample_dir, tmp_path / "cut", partition), tmp_path / "cutvar", partition, monkeypatch)
+    replay = request.getfixturevalue(f"{recording}_dir")
+    full = analyse(replay, tmp_path / "full", partition, monkeypatch)
+    cut = analyse(truncate_after(replay, tmp_path / "cut", partition), tmp_path / "cutvar", partition, monkeypatch)
     for key in COMPARED:
         pd.testing.assert_frame_equal(full[key], cut[key], check_exact=True, obj=key)
-    if partition == "2023-12-06":
-        assert len(full["signals"]) >= 1 and len(full["timing_4h"]) >= 1
+    # The comparison is not vacuous: the day decides what the table says it does.
+    assert bool(full["candidates"]["passed"].any()) is (day != "quiet")
+    assert (len(full["timing_4h"]) >= 1) is (day != "quiet")
+    assert bool((full["signals"]["side"] == "buy").any()) is (day == "buy")

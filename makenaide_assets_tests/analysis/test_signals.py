@@ -21,6 +21,7 @@ from makenaide_assets.analysis.signals import (
     signals_checks,
     signals_within_cash,
 )
+from makenaide_assets.analysis.strategy_stats import stats_frame
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
@@ -29,6 +30,7 @@ from makenaide_assets.trading.ledger import TradingLedger
 
 DAY, ENTRY_DAY = "2023-10-24", "2023-10-10"
 HELD = {"KRW-ETH": 0.2, "KRW-STORJ": 700.0}  # volumes bought on ENTRY_DAY
+CLOSED_TRADE_COLUMNS = ["partition_key", "executed_at", "realized_pnl_krw", "krw_value", "fee"]
 
 
 def candles(market: str, interval: str = "day") -> pd.DataFrame:
@@ -93,6 +95,8 @@ def upstream() -> dict[str, pd.DataFrame]:
         ),
         "daily_indicators": pd.DataFrame([indicator_row(m) for m in markets]),
         "market_breadth": pd.DataFrame([{"regime": "bull", "allow_new_buys": True, "reason": "breadth test"}]),
+        # No closed trade yet: Kelly falls back to the configured inputs.
+        "strategy_stats": stats_frame(pd.DataFrame(columns=CLOSED_TRADE_COLUMNS), DAY, 365),
     }
 
 

@@ -69,3 +69,12 @@ def test_volume_is_floored_to_eight_decimals_and_printed_plainly() -> None:
     assert api_number(1_000_000.0, 0) == "1000000"
     assert api_number(999_999.99, 0) == "999999"
     assert api_number(0.12345678) == "0.12345678"
+
+
+def test_round_volume_ignores_float_noise_of_summed_fills() -> None:
+    from makenaide_assets.trading.ticks import round_volume
+
+    held = 0.00913895 + 0.00433082 + 0.00404112
+    assert held == 0.017510889999999998
+    assert round_volume(held) == 0.01751089
+    assert round_volume(0.123456789) == 0.12345678

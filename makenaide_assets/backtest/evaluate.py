@@ -1,0 +1,109 @@
+"""What a backtest run amounts to: equity curve against buy-and-hold, trades, and how entries were sized."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from makenaide_assets.backtest.runner import BacktestRun
+from makenaide_assets.partitions import partition_close
+from makenaide_assets.resources.broker import FEE_RATE
+from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.strategy import performance
+from makenaide_assets.strategy.stats import TradeStats, stats_of
+
+BENCHMARK = "KRW-BTC"
+TRIP_COLUMNS = ["market", "entry_partition", "exit_partition", "entries", "holding_days", "pnl_krw", "return_pct"]
+SIZING_COLUMNS = ["partition_key", "market", "side", "krw_value", "kelly_source", "kelly_action", "kelly_fraction"]
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    curve: pd.DataFrame  # one row per day: equity, benchmark, drawdowns, exposure, the day's run
+    strategy: dict[str, float]
+    benchmark: dict[str, float]
+    trade_stats: TradeStats
+    trips: pd.DataFrame
+    sizing: pd.DataFrame
+    reconciled_days: int
+    max_reconcile_diff_krw: float
+
+
+def daily_closes(market_data: MarketData, markets: list[str], start: str, end: str) -> pd.DataFrame:
+    """Recorded daily closes, index = partition keys start..end; a day without a candle stays NaN."""
+    days = pd.date_range(start, end, freq="D").strftime("%Y-%m-%d")
+    columns = {}
+    for market in markets:
+        candles = market_data.candles(market, "day", partition_close(end), len(days))
+        keys = candles["candle_date_time_utc"].dt.strftime("%Y-%m-%d")
+        columns[market] = pd.Series(candles["trade_price"].to_numpy(), index=keys).reindex(days)
+    return pd.DataFrame(columns, index=days)
+
+
+def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
+    """One row per sell: since when the market was held (its first entry after being flat), the P&L."""
+    rows = []
+    for market, group in fills.sort_values(["partition_key"], kind="stable").groupby("market"):
+        held, entry, entries = 0.0, None, 0
+        for fill in group.itertuples(index=False):
+            if fill.side in ("buy", "add"):
+                entry = entry or fill.partition_key
+                held, entries = held + fill.volume, entries + 1
+                continue
+            cost = fill.krw_value - fill.fee - fill.realized_pnl_krw
+            days = (pd.Timestamp(fill.partition_key) - pd.Timestamp(entry)).days if entry else None
+            rows.append(
+                [
+                    market,
+                    entry,
+                    fill.partition_key,
+                    entries,
+                    days,
+                    fill.realized_pnl_krw,
+                    fill.realized_pnl_krw / cost * 100,
+                ]
+            )
+            held -= fill.volume
+            if held <= 1e-9:
+                held, entry, entries = 0.0, None, 0
+    return pd.DataFrame(rows, columns=TRIP_COLUMNS).sort_values(["exit_partition", "market"], ignore_index=True)
+
+
+def entry_sizing(storage: Path, fills: pd.DataFrame) -> pd.DataFrame:
+    """Each executed entry with the Kelly source, action and fraction its `signals` row carried."""
+    entries = fills[fills["side"].isin(["buy", "add"])]
+    rows = []
+    for partition, group in entries.groupby("partition_key"):
+        signals = pd.read_parquet(storage / "signals" / f"{partition}.parquet")
+        stats = pd.read_parquet(storage / "strategy_stats" / f"{partition}.parquet")
+        sized = group.merge(signals[["market", "side", "kelly_source", "kelly_action", "kelly_fraction"]], how="left")
+        rows.append(sized.assign(stats_trades=int(stats["trades"].iloc[0])))
+    if not rows:
+        return pd.DataFrame(columns=[*SIZING_COLUMNS, "stats_trades"])
+    return pd.concat(rows, ignore_index=True)[[*SIZING_COLUMNS, "stats_trades"]]
+
+
+def evaluate(run: BacktestRun, market_data: MarketData, benchmark: str = BENCHMARK) -> BacktestResult:
+    spec, fills = run.spec, run.fills()
+    cash = spec.initial_cash_krw
+    markets = sorted(set(fills["market"]) | {benchmark})
+    closes = daily_closes(market_data, markets, spec.start, spec.end)
+    curve = performance.equity_curve(fills, closes, cash)
+    curve["benchmark_krw"] = performance.buy_and_hold(closes[benchmark], cash, FEE_RATE).to_numpy()
+    curve["drawdown_pct"] = performance.drawdown(curve["equity_krw"], cash).to_numpy() * 100
+    curve = curve.merge(run.days.rename(columns={"partition": "date"}), on="date", how="left")
+    bench = curve[["date", "benchmark_krw"]].rename(columns={"benchmark_krw": "equity_krw"}).dropna()
+    # On the days trading ran, `portfolio` recorded the ledger's own equity: the curve must agree.
+    recorded = run.ledger_equity.set_index("partition_key")["equity_krw"]
+    mine = curve.set_index("date")["equity_krw"].reindex(recorded.index)
+    diff = (mine - recorded).abs()
+    return BacktestResult(
+        curve=curve,
+        strategy=performance.summarise(curve, cash),
+        benchmark=performance.summarise(bench.assign(exposure=1.0), cash),
+        trade_stats=stats_of(fills[fills["side"] == "sell"]),
+        trips=round_trips(fills),
+        sizing=entry_sizing(spec.workdir / "storage", fills),
+        reconciled_days=int(diff.notna().sum()),
+        max_reconcile_diff_krw=float(diff.max()) if diff.notna().any() else 0.0,
+    )

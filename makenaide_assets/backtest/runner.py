@@ -1,0 +1,153 @@
+"""Run the project's real jobs day by day over a range of partitions, in a sandbox of their own.
+
+Not a second implementation of the strategy: each day is `analysis_job`, the real
+`signals_sensor`, and `trading_job` for what it requests, exactly as the schedule and the demo run
+them. Only the resources differ: replayed market data, the rules analyst, the paper broker, and a
+fresh ledger, Parquet storage and in-memory Dagster instance inside `workdir`. The sandbox matters:
+in the user's instance the real sensor would see the backtest's `signals` and trade them into the
+real ledger.
+"""
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from makenaide_assets.resources.broker import PaperBroker
+from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.modes import resources_for
+from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.trading.sensors import signals_sensor
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+MARKER = "BACKTEST.json"  # only a folder carrying it is ever wiped
+DAY_COLUMNS = ["partition", "analysis_ok", "signal_count", "traded", "trading_ok", "analysis_s", "trading_s", "error"]
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    start: str
+    end: str
+    replay_dir: str
+    workdir: Path
+    initial_cash_krw: float = 10_000_000.0
+    # Run config per analysis op, e.g. {"signals": {"config": {"min_trades": 5}}}.
+    ops_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def partitions(self) -> list[str]:
+        days = pd.date_range(self.start, self.end, freq="D")
+        if days.empty:
+            raise ValueError(f"backtest range {self.start} → {self.end} holds no day")
+        return [d.strftime("%Y-%m-%d") for d in days]
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    spec: BacktestSpec
+    days: pd.DataFrame  # DAY_COLUMNS, one row per partition
+    orders: pd.DataFrame  # every order of the ledger with its fill (status done) or why not
+    ledger_equity: pd.DataFrame  # what `portfolio` recorded on the days trading ran
+    seconds: float
+
+    def fills(self) -> pd.DataFrame:
+        return self.orders[self.orders["status"] == "done"].reset_index(drop=True)
+
+
+def prepare_workdir(workdir: Path, spec: BacktestSpec) -> None:
+    """Start from nothing: a backtest on a ledger left by another would not be a backtest."""
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).is_file():
+            raise FileExistsError(f"{workdir} is not empty and is not a backtest folder; refusing to delete it")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    recipe = {"start": spec.start, "end": spec.end, "replay_dir": spec.replay_dir, "ops": dict(spec.ops_config)}
+    (workdir / MARKER).write_text(json.dumps(recipe, indent=2, default=str))
+
+
+def sandbox_resources(spec: BacktestSpec) -> dict[str, Any]:
+    """Demo mode's resources, pointed into the workdir. Always the rules analyst: GPT over hundreds
+    of days would spend up to the per-partition budget each day and would not be reproducible."""
+    return {
+        **resources_for("demo", has_openai_key=False),
+        "io_manager": ParquetIOManager(base_path=str(spec.workdir / "storage")),
+        "ledger": TradingLedger(
+            url=f"sqlite:///{spec.workdir / 'ledger.sqlite'}", initial_cash_krw=spec.initial_cash_krw
+        ),
+        "market_data": ReplayMarketData(replay_dir=spec.replay_dir),
+        "broker": PaperBroker(),
+    }
+
+
+def run_backtest(spec: BacktestSpec, progress: Callable[[str], None] | None = None) -> BacktestRun:
+    from makenaide_assets.definitions import defs  # lazy: the definitions list this package's asset
+
+    prepare_workdir(spec.workdir, spec)
+    resources = sandbox_resources(spec)
+    instance = dg.DagsterInstance.ephemeral()
+    analysis, trading = defs.resolve_job_def("analysis_job"), defs.resolve_job_def("trading_job")
+    analysis_config = {**QUIET, "ops": dict(spec.ops_config)} if spec.ops_config else QUIET
+    started, cursor, rows = time.monotonic(), None, []
+    partitions = spec.partitions()
+    for i, partition in enumerate(partitions, 1):
+        t0 = time.monotonic()
+        result = analysis.execute_in_process(
+            partition_key=partition, instance=instance, resources=resources, run_config=analysis_config,
+            raise_on_error=False,
+        )  # fmt: skip
+        row = {"partition": partition, "analysis_ok": result.success, "signal_count": _signal_count(result)}
+        row |= {"traded": False, "trading_ok": None, "analysis_s": time.monotonic() - t0, "trading_s": 0.0}
+        row["error"] = None if result.success else _first_failure(result)
+        tick = signals_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+        cursor = tick.cursor
+        for request in tick.run_requests or []:
+            t1 = time.monotonic()
+            trade = trading.execute_in_process(
+                partition_key=request.partition_key, instance=instance, resources=resources, tags=request.tags,
+                run_config=QUIET, raise_on_error=False,
+            )  # fmt: skip
+            row |= {"traded": True, "trading_ok": trade.success, "trading_s": time.monotonic() - t1}
+            if not trade.success:
+                row["error"] = f"trading: {_first_failure(trade)}"
+        rows.append(row)
+        if progress is not None:
+            status = "ok" if result.success else f"FAILED ({row['error']})"
+            progress(f"[{i}/{len(partitions)}] {partition} analysis {status}, {row['signal_count']} signals"
+                     + (f", trading {'ok' if row['trading_ok'] else 'FAILED'}" if row["traded"] else ""))  # fmt: skip
+    days = pd.DataFrame(rows, columns=DAY_COLUMNS)
+    days.to_csv(spec.workdir / "days.csv", index=False)
+    ledger: TradingLedger = resources["ledger"]
+    orders = ledger_orders(ledger, days.loc[days["traded"], "partition"])
+    orders.to_csv(spec.workdir / "orders.csv", index=False)
+    equity = ledger.equity_history()
+    ledger.engine().dispose()
+    return BacktestRun(spec, days, orders, equity, seconds=time.monotonic() - started)
+
+
+def ledger_orders(ledger: TradingLedger, partitions: pd.Series) -> pd.DataFrame:
+    frames = [ledger.fills_for_partition(p).assign(partition_key=p) for p in partitions]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return ledger.fills_for_partition("").assign(partition_key=pd.Series(dtype="object"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _signal_count(result: dg.ExecuteInProcessResult) -> int:
+    materializations = result.asset_materializations_for_node("signals")
+    return int(materializations[-1].metadata["signal_count"].value) if materializations else 0  # type: ignore[arg-type]
+
+
+def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            message = error.message if error is not None else "no detail"
+            return f"{event.step_key}: {message.strip().splitlines()[-1][:300]}"
+    failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    return f"failed checks: {', '.join(failed_checks)}" if failed_checks else "run failed"

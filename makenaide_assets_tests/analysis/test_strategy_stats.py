@@ -1,0 +1,159 @@
+"""`strategy_stats` through Dagster on a real ledger, and `signals` sizing from it.
+
+The fills here are ledger bookings written by hand (the ledger tests do the same); no candle is
+made up: `signals` runs on the recorded sample's prices through test_signals' upstream frames.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from makenaide_assets.analysis.signals import signals, signals_checks, signals_selector_honoured
+from makenaide_assets.analysis.strategy_stats import (
+    consistency_problems,
+    stats_frame,
+    strategy_stats,
+    strategy_stats_checks,
+)
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.settings import SAMPLE_REPLAY_DIR
+from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets_tests.analysis.test_signals import DAY, stand_in, upstream
+
+
+def book(ledger: TradingLedger, ident: str, day: str, market: str, side: str, price: float, volume: float) -> None:
+    """A paper fill of partition `day`: executed as the next day opens."""
+    ledger.record_intent(ident, partition_key=day, market=market, side=side, broker="paper", ref_price=price,
+                         krw_amount=None, volume=None, reason="test")  # fmt: skip
+    executed = pd.Timestamp(day) + pd.Timedelta(days=1)
+    ledger.record_fill(ident, price=price, volume=volume, fee=price * volume * 0.0005, executed_at=executed)
+
+
+def round_trip(ledger: TradingLedger, n: int, bought: str, sold: str, exit_price: float) -> None:
+    book(ledger, f"b{n}", bought, f"KRW-T{n}", "buy", 100.0, 10.0)
+    book(ledger, f"s{n}", sold, f"KRW-T{n}", "sell", exit_price, 10.0)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> TradingLedger:
+    return TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}", initial_cash_krw=10_000_000.0)
+
+
+def materialise(
+    assets: list, ledger: TradingLedger, tmp_path: Path, day: str, **kw: object
+) -> dg.ExecuteInProcessResult:
+    resources = {
+        "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
+        "ledger": ledger,
+        "market_data": ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR)),
+    }
+    return dg.materialize(assets, resources=resources, partition_key=day, **kw)
+
+
+def test_counts_only_what_d_could_know_and_a_rerun_after_later_trades_agrees(
+    ledger: TradingLedger, tmp_path: Path
+) -> None:
+    round_trip(ledger, 1, "2023-10-01", "2023-10-05", 110.0)  # +10 %, known long before
+    round_trip(ledger, 2, "2023-10-02", "2023-10-09", 95.0)  # -5 %, ordered D-1, filled as D opens
+    first = materialise([strategy_stats, *strategy_stats_checks], ledger, tmp_path, "2023-10-10")
+    assert all(e.passed for e in first.get_asset_check_evaluations())
+    row = first.asset_value("strategy_stats").iloc[0]
+    assert (row["trades"], row["wins"], row["losses"]) == (2, 1, 1)
+    assert row["payoff_ratio"] == pytest.approx((1100 - 0.55 - 1000.5) / 1000.5 / ((1000.5 - 950 + 0.475) / 1000.5))
+    assert row["last_trade_partition"] == "2023-10-09"
+
+    # Later trading: D's own sell (filled at D's close) and a later one. A re-run of D is unchanged.
+    round_trip(ledger, 3, "2023-10-03", "2023-10-10", 130.0)
+    round_trip(ledger, 4, "2023-10-11", "2023-10-15", 80.0)
+    again = materialise([strategy_stats, *strategy_stats_checks], ledger, tmp_path, "2023-10-10")
+    assert all(e.passed for e in again.get_asset_check_evaluations())
+    pd.testing.assert_frame_equal(again.asset_value("strategy_stats"), first.asset_value("strategy_stats"))
+    day_before = stats_frame(ledger.closed_trades(), "2023-10-09", 365).iloc[0]
+    assert day_before["trades"] == 1 and day_before["trades_known"] == 1
+
+
+def test_each_check_catches_its_own_corruption(ledger: TradingLedger, tmp_path: Path) -> None:
+    round_trip(ledger, 1, "2023-10-01", "2023-10-05", 110.0)
+    round_trip(ledger, 2, "2023-10-02", "2023-10-12", 90.0)
+    honest = stats_frame(ledger.closed_trades(), "2023-10-10", 365)
+    leaked = stats_frame(ledger.closed_trades(), "2023-10-13", 365).assign(date="2023-10-10")
+    assert consistency_problems(honest, "2023-10-10") == []
+    assert any("after" in p or "ordered on" in p for p in consistency_problems(leaked, "2023-10-10"))
+    assert consistency_problems(honest.assign(wins=2), "2023-10-10")
+    assert consistency_problems(pd.concat([honest, honest]), "2023-10-10") == ["2 rows instead of one"]
+
+    @dg.asset(name="strategy_stats", partitions_def=daily)
+    def optimistic() -> pd.DataFrame:
+        return honest.assign(win_rate=0.9)  # consistent-looking, but not what the ledger says
+
+    result = materialise([optimistic, *strategy_stats_checks], ledger, tmp_path, "2023-10-10", raise_on_error=False)
+    outcomes = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert outcomes == {"strategy_stats_consistent": True, "strategy_stats_matches_ledger": False}
+
+
+def closed_history(ledger: TradingLedger, wins: int, losses: int) -> None:
+    """wins + losses round trips, all sold before DAY (2023-10-24)."""
+    for n in range(wins + losses):
+        bought = (pd.Timestamp("2023-08-01") + pd.Timedelta(days=n)).strftime("%Y-%m-%d")
+        sold = (pd.Timestamp("2023-09-01") + pd.Timedelta(days=n)).strftime("%Y-%m-%d")
+        round_trip(ledger, n, bought, sold, 112.0 if n < wins else 96.0)
+
+
+def plan(ledger: TradingLedger, tmp_path: Path, config: dict | None = None) -> dg.ExecuteInProcessResult:
+    frames = [stand_in(k, f) for k, f in upstream().items() if k != "strategy_stats"]
+    run_config = {"ops": {"signals": {"config": config}}} if config else None
+    assets = [*frames, strategy_stats, signals, *signals_checks, *strategy_stats_checks]
+    result = materialise(assets, ledger, tmp_path, DAY, run_config=run_config)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    return result
+
+
+def test_too_few_trades_fall_back_to_the_configured_inputs(ledger: TradingLedger, tmp_path: Path) -> None:
+    closed_history(ledger, wins=19, losses=0)  # 19 straight wins are still not evidence enough
+    buy = plan(ledger, tmp_path).asset_value("signals").set_index("market").loc["KRW-BTC"]
+    assert (buy["kelly_source"], buy["kelly_action"], buy["win_rate"], buy["payoff_ratio"]) == (
+        "configured", "fallback", 0.45, 2.0)  # fmt: skip
+    assert buy["kelly_fraction"] == pytest.approx(0.0875)
+    assert "19 closed trades in the window (< 20)" in buy["reason"]
+
+
+def test_enough_trades_size_from_the_measured_win_rate_and_payoff(ledger: TradingLedger, tmp_path: Path) -> None:
+    closed_history(ledger, wins=14, losses=10)
+    result = plan(ledger, tmp_path)
+    buy = result.asset_value("signals").set_index("market").loc["KRW-BTC"]
+    win, loss = (1120 - 0.56 - 1000.5) / 1000.5, (1000.5 - 960 + 0.48) / 1000.5
+    assert (buy["kelly_source"], buy["win_rate"]) == ("strategy_stats", 14 / 24)
+    assert buy["payoff_ratio"] == pytest.approx(win / loss)
+    w, r = 14 / 24, win / loss
+    assert buy["kelly_fraction"] == pytest.approx(min(0.5 * (w - (1 - w) / r), 0.10))
+    assert result.asset_materializations_for_node("signals")[0].metadata["kelly_source"].value == "strategy_stats"
+
+
+def test_a_losing_record_sizes_entries_at_the_floor_or_stops_them(ledger: TradingLedger, tmp_path: Path) -> None:
+    closed_history(ledger, wins=8, losses=14)  # 36 % won
+    floor = plan(ledger, tmp_path).asset_value("signals").set_index("market")
+    assert floor.at["KRW-BTC", "kelly_fraction"] == 0.02 and floor.at["KRW-BTC", "kelly_action"] == "floor"
+    assert "selector floor: win rate 36%" in floor.at["KRW-BTC", "reason"]
+
+    stopped = plan(ledger, tmp_path / "stop", {"selector_action": "stop"})
+    assert stopped.asset_value("signals").empty
+    rejected = stopped.asset_materializations_for_node("signals")[0].metadata["rejected"].value
+    rows = [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in rejected.splitlines()[2:]]
+    assert ("KRW-BTC", "buy") in {row[:2] for row in rows if row[2].startswith("selector stop: win rate 36%")}
+
+
+def test_the_selector_check_recomputes_the_evidence_from_the_ledger(ledger: TradingLedger, tmp_path: Path) -> None:
+    fallback = plan(ledger, tmp_path / "empty").asset_value("signals")  # sized with no history: 8.75 %
+    closed_history(ledger, wins=8, losses=14)  # the ledger now says: floor at 2 %
+
+    @dg.asset(name="signals", partitions_def=daily)
+    def stale_signals() -> pd.DataFrame:
+        return fallback
+
+    result = materialise([stale_signals, signals_selector_honoured], ledger, tmp_path, DAY, raise_on_error=False)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed is False and evaluation.metadata["markets"].value == ["KRW-BTC"]
