@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
     )
     print(f"analysis_job, partition {args.partition}, {args.repeat} runs each, wall time incl. CLI start-up")
     for job in ("analysis_job", "analysis_job_multiprocess"):
