@@ -52,7 +52,11 @@ def run(argv: list[str] | None = None) -> int:
     analysis = defs.resolve_job_def("analysis_job")
     trading = defs.resolve_job_def("trading_job")
     print(f"Makenaide demo: {len(partitions)} partitions {args.start} → {args.end} on {settings.replay_dir()}")
-    cursor, failures, traded, started = None, [], [], time.monotonic()
+    # The sensor's cursor starts at this instance's newest `signals` materialisation, as a daemon
+    # would carry it: an earlier demo's days must not be offered for trading again.
+    latest = instance.fetch_materializations(dg.AssetKey("signals"), limit=1).records
+    cursor = str(latest[0].storage_id) if latest else None
+    failures, traded, started = [], [], time.monotonic()
     for i, partition in enumerate(partitions, 1):
         t0 = time.monotonic()
         result = analysis.execute_in_process(
