@@ -26,9 +26,8 @@ from makenaide_assets.partitions import partition_close
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.trading import ledger_schema as t
 from makenaide_assets.trading.ledger import TradingLedger, identifier_for_signal
-from makenaide_assets.trading.ticks import MIN_ORDER_KRW, round_volume
+from makenaide_assets.trading.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 
-FEE_RATE = 0.0005  # Upbit KRW market, per side (DESIGN §7)
 ENTRY_SIDES = ("buy", "add")
 
 

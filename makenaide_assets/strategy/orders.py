@@ -17,9 +17,9 @@ import pandas as pd
 
 from makenaide_assets.strategy.exits import ExitParams, exit_reasons, stop_loss_price, take_profit_price
 from makenaide_assets.strategy.sizing import KellyInputs, fit_to_budget, position_fraction, position_krw
+from makenaide_assets.trading.ticks import FEE_RATE as UPBIT_FEE_RATE
 from makenaide_assets.trading.ticks import MIN_ORDER_KRW, round_price_to_tick
 
-UPBIT_FEE_RATE = 0.0005  # DESIGN §7; Upbit adds it on top of a buy's KRW amount
 ORDER_DTYPES = {
     "market": "object", "side": "object", "price": "float64", "krw_amount": "float64", "volume": "float64",
     "reason": "object", "stop_price": "float64", "take_profit_price": "float64", "kelly_fraction": "float64",

@@ -36,6 +36,7 @@ KRW_TICK_TABLE: tuple[tuple[Decimal, Decimal], ...] = tuple(
 # Upbit's volume precision, and the smallest KRW order it accepts (DESIGN §7).
 VOLUME_DECIMALS = 8
 MIN_ORDER_KRW = 5_000.0
+FEE_RATE = 0.0005  # Upbit KRW market, per side (DESIGN §7), added on top of a buy's KRW amount
 
 
 def _decimal(value: float | str | Decimal) -> Decimal:
