@@ -30,10 +30,10 @@ _partitions = types.ModuleType("makenaide_assets.partitions")
 _partitions.partition_close = lambda key: pd.Timestamp(key) + pd.Timedelta(days=1)  # the same one-liner
 sys.modules["makenaide_assets.partitions"] = _partitions
 
-from makenaide_assets.analysis.payload import verdict_request  # noqa: E402
-from makenaide_assets.analysis.rules_verdict import RULES_MODEL, rules_verdict  # noqa: E402
-from makenaide_assets.analysis.verdict_schema import AnalystAnswer, answer_row, verdicts_frame  # noqa: E402
-from makenaide_assets.market.candle_format import (  # noqa: E402
+from makenaide_assets.strategy.payload import verdict_request  # noqa: E402
+from makenaide_assets.strategy.rules_verdict import RULES_MODEL, rules_verdict  # noqa: E402
+from makenaide_assets.strategy.verdict_schema import AnalystAnswer, answer_row, verdicts_frame  # noqa: E402
+from makenaide_assets.strategy.candles import (  # noqa: E402
     CANDLE_COLUMNS,
     closed_candles,
     normalise_candles,

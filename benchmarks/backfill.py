@@ -79,7 +79,7 @@ def main() -> int:
     # The ledger exists before the workers start, as in any deployment: two runs creating a new
     # SQLite ledger in the same instant can collide on its first write.
     from makenaide_assets import settings
-    from makenaide_assets.trading.ledger import TradingLedger
+    from makenaide_assets.resources.ledger import TradingLedger
 
     TradingLedger(url=settings.ledger_url()).cash_krw()
     shares = [partitions[i :: args.workers] for i in range(args.workers)]

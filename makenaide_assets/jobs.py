@@ -2,8 +2,6 @@
 
 import dagster as dg
 
-from makenaide_assets.partitions import daily
-
 ANALYSIS_ASSETS = [
     "tickers",
     "universe",
@@ -18,14 +16,11 @@ ANALYSIS_ASSETS = [
 ]
 TRADING_ASSETS = ["fills", "portfolio", "daily_report"]
 
-# One partition's analysis is a chain of small pandas steps: in one process it takes seconds,
-# while the multiprocess executor pays a Python start-up and a Dagster import per step
-# (benchmarks/analysis_executor.py measures both).
+# Partitioning comes from the selected assets; the executor from Definitions (in-process: see
+# definitions.py).
 analysis_job = dg.define_asset_job(
     name="analysis_job",
     selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
-    partitions_def=daily,
-    executor_def=dg.in_process_executor,
     description="tickers → … → signals for one daily partition; checks that guard money are blocking.",
 )
 
@@ -33,8 +28,6 @@ analysis_job = dg.define_asset_job(
 trading_job = dg.define_asset_job(
     name="trading_job",
     selection=dg.AssetSelection.assets(*TRADING_ASSETS),
-    partitions_def=daily,
-    executor_def=dg.in_process_executor,
     tags={"makenaide/trading": "true"},
     description="fills → portfolio → daily_report for one partition; started only by signals_sensor.",
 )

@@ -9,8 +9,10 @@ import pandas as pd
 from pydantic import Field
 
 from makenaide_assets.analysis.strategy_stats import StrategyStatsConfig, stats_frame
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import ExitParams
 from makenaide_assets.strategy.orders import UPBIT_FEE_RATE, PlanParams, plan_signals
 from makenaide_assets.strategy.sizing import MAX_POSITION_FRACTION_LIMIT, KellyInputs, position_fraction
@@ -24,8 +26,7 @@ from makenaide_assets.strategy.stats import (
     decide_kelly,
     selector_breaches,
 )
-from makenaide_assets.trading.ledger import TradingLedger
-from makenaide_assets.trading.ticks import MIN_ORDER_KRW
+from makenaide_assets.strategy.ticks import MIN_ORDER_KRW
 
 # Cents of float noise must not fail a money check; a real overspend is whole KRW.
 _TOLERANCE_KRW = 1e-6

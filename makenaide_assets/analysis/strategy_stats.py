@@ -12,9 +12,10 @@ import pandas as pd
 from pydantic import Field
 
 from makenaide_assets.market.metadata import preview
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.stats import TradeStats, in_window, known_by, stats_of, trade_returns, window_start
-from makenaide_assets.trading.ledger import TradingLedger
 
 STATS_COLUMNS = [
     "date",

@@ -4,8 +4,9 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import preview
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.timing import FOUR_HOURS, evaluate_4h
 
 # 200 candles is one Upbit page and more than the slow EMA and MACD need to settle.

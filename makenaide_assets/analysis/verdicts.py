@@ -5,8 +5,10 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.analysis.payload import verdict_request
-from makenaide_assets.analysis.verdict_schema import (
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.analyst import Analyst
+from makenaide_assets.strategy.payload import verdict_request
+from makenaide_assets.strategy.verdict_schema import (
     SOURCES,
     VERDICT_COLUMNS,
     VERDICTS,
@@ -15,8 +17,6 @@ from makenaide_assets.analysis.verdict_schema import (
     answer_row,
     verdicts_frame,
 )
-from makenaide_assets.partitions import daily
-from makenaide_assets.resources.analyst import Analyst
 
 _PREVIEW = ["market", "verdict", "confidence", "stage", "pattern", "suggested_stop", "source", "cost_usd", "error"]
 

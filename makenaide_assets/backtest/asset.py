@@ -77,7 +77,7 @@ def report_metadata(run: BacktestRun, result: BacktestResult) -> dict[str, dg.Me
         "profit_factor": _number(stats.profit_factor),
         "expectancy_krw": _number(stats.expectancy_krw),
         "summary": dg.MetadataValue.md(summary_table(result)),
-        "equity_curve": dg.MetadataValue.md(equity_curve_markdown(curve, title)),
+        "equity_curve": dg.MetadataValue.md(equity_curve_markdown(curve, title, spec.initial_cash_krw)),
         "trade_returns": dg.MetadataValue.md(trade_returns_markdown(result.trips, "closed trades, after fees")),
         "closed_trades": preview(result.trips, rows=100),
         "entry_sizing": preview(sized, rows=20),

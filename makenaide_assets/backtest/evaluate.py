@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 
 from makenaide_assets.backtest.runner import BacktestRun
-from makenaide_assets.partitions import partition_close
 from makenaide_assets.resources.broker import FEE_RATE
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy import performance
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.stats import TradeStats, stats_of
 
 BENCHMARK = "KRW-BTC"

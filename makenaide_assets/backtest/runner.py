@@ -19,14 +19,14 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from makenaide_assets.days import QUIET, DayRunner
+from makenaide_assets.pipeline import pipeline_definitions
 from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.modes import resources_for
-from makenaide_assets.trading.ledger import TradingLedger
-from makenaide_assets.trading.sensors import signals_sensor
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 MARKER = "BACKTEST.json"  # only a folder carrying it is ever wiped
 DAY_COLUMNS = ["partition", "analysis_ok", "signal_count", "traded", "trading_ok", "analysis_s", "trading_s", "error"]
 
@@ -86,40 +86,26 @@ def sandbox_resources(spec: BacktestSpec) -> dict[str, Any]:
 
 
 def run_backtest(spec: BacktestSpec, progress: Callable[[str], None] | None = None) -> BacktestRun:
-    from makenaide_assets.definitions import defs  # lazy: the definitions list this package's asset
-
     prepare_workdir(spec.workdir, spec)
     resources = sandbox_resources(spec)
-    instance = dg.DagsterInstance.ephemeral()
-    analysis, trading = defs.resolve_job_def("analysis_job"), defs.resolve_job_def("trading_job")
-    analysis_config = {**QUIET, "ops": dict(spec.ops_config)} if spec.ops_config else QUIET
-    started, cursor, rows = time.monotonic(), None, []
+    runner = DayRunner(
+        pipeline_definitions(resources),
+        dg.DagsterInstance.ephemeral(),
+        analysis_config={**QUIET, "ops": dict(spec.ops_config)} if spec.ops_config else QUIET,
+    )
+    started, rows = time.monotonic(), []
     partitions = spec.partitions()
     for i, partition in enumerate(partitions, 1):
-        t0 = time.monotonic()
-        result = analysis.execute_in_process(
-            partition_key=partition, instance=instance, resources=resources, run_config=analysis_config,
-            raise_on_error=False,
-        )  # fmt: skip
-        row = {"partition": partition, "analysis_ok": result.success, "signal_count": _signal_count(result)}
-        row |= {"traded": False, "trading_ok": None, "analysis_s": time.monotonic() - t0, "trading_s": 0.0}
-        row["error"] = None if result.success else _first_failure(result)
-        tick = signals_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
-        cursor = tick.cursor
-        for request in tick.run_requests or []:
-            t1 = time.monotonic()
-            trade = trading.execute_in_process(
-                partition_key=request.partition_key, instance=instance, resources=resources, tags=request.tags,
-                run_config=QUIET, raise_on_error=False,
-            )  # fmt: skip
-            row |= {"traded": True, "trading_ok": trade.success, "trading_s": time.monotonic() - t1}
-            if not trade.success:
-                row["error"] = f"trading: {_first_failure(trade)}"
-        rows.append(row)
+        day = runner.run(partition)
+        rows.append({
+            "partition": partition, "analysis_ok": day.analysis_ok, "signal_count": day.signal_count,
+            "traded": bool(day.traded), "trading_ok": day.trading_ok, "analysis_s": day.analysis_s,
+            "trading_s": day.trading_s, "error": day.error,
+        })  # fmt: skip
         if progress is not None:
-            status = "ok" if result.success else f"FAILED ({row['error']})"
-            progress(f"[{i}/{len(partitions)}] {partition} analysis {status}, {row['signal_count']} signals"
-                     + (f", trading {'ok' if row['trading_ok'] else 'FAILED'}" if row["traded"] else ""))  # fmt: skip
+            status = "ok" if day.analysis_ok else f"FAILED ({day.error})"
+            progress(f"[{i}/{len(partitions)}] {partition} analysis {status}, {day.signal_count} signals"
+                     + (f", trading {'ok' if day.trading_ok else 'FAILED'}" if day.traded else ""))  # fmt: skip
     days = pd.DataFrame(rows, columns=DAY_COLUMNS)
     days.to_csv(spec.workdir / "days.csv", index=False)
     ledger: TradingLedger = resources["ledger"]
@@ -136,18 +122,3 @@ def ledger_orders(ledger: TradingLedger, partitions: pd.Series) -> pd.DataFrame:
     if not frames:
         return ledger.fills_for_partition("").assign(partition_key=pd.Series(dtype="object"))
     return pd.concat(frames, ignore_index=True)
-
-
-def _signal_count(result: dg.ExecuteInProcessResult) -> int:
-    materializations = result.asset_materializations_for_node("signals")
-    return int(materializations[-1].metadata["signal_count"].value) if materializations else 0  # type: ignore[arg-type]
-
-
-def _first_failure(result: dg.ExecuteInProcessResult) -> str:
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data is not None:
-            error = event.step_failure_data.error
-            message = error.message if error is not None else "no detail"
-            return f"{event.step_key}: {message.strip().splitlines()[-1][:300]}"
-    failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-    return f"failed checks: {', '.join(failed_checks)}" if failed_checks else "run failed"

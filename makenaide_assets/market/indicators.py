@@ -5,9 +5,10 @@ import pandas as pd
 
 from makenaide_assets.market import quality
 from makenaide_assets.market.metadata import frame_metadata
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS, indicator_snapshot
 
 BENCHMARK_MARKET = "KRW-BTC"

@@ -4,9 +4,10 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import frame_metadata, reasons_table
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.partitions import daily
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.strategy.calendar import partition_close
 
 
 def mark_exclusions(markets: pd.DataFrame, blacklist: dict[str, str]) -> pd.DataFrame:

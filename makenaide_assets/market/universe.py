@@ -4,9 +4,10 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import frame_metadata, reasons_table
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
+from makenaide_assets.strategy.calendar import partition_close
 
 # A listing long enough to pass any sensible threshold; one Upbit page of monthly candles.
 _MONTHS_FETCHED = 200

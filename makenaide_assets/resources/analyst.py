@@ -17,10 +17,10 @@ import pydantic
 from pydantic import Field, PrivateAttr
 
 from makenaide_assets import settings
-from makenaide_assets.analysis.payload import sha256_hex
-from makenaide_assets.analysis.rules_verdict import RULES_MODEL, rules_verdict
-from makenaide_assets.analysis.verdict_cache import CacheKey, VerdictCache, make_engine
-from makenaide_assets.analysis.verdict_schema import AnalystAnswer, Verdict, VerdictRequest
+from makenaide_assets.resources.verdict_cache import CacheKey, VerdictCache, make_engine
+from makenaide_assets.strategy.payload import sha256_hex
+from makenaide_assets.strategy.rules_verdict import RULES_MODEL, rules_verdict
+from makenaide_assets.strategy.verdict_schema import AnalystAnswer, Verdict, VerdictRequest
 
 if TYPE_CHECKING:  # imported where used: the SDK adds ~0.6 s to every load of the definitions
     import openai

@@ -22,11 +22,11 @@ from typing import Any, Protocol
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.partitions import partition_close
+from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.market_data import MarketData
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger import TradingLedger, identifier_for_signal
-from makenaide_assets.trading.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
+from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 
 ENTRY_SIDES = ("buy", "add")
 

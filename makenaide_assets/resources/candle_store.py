@@ -25,7 +25,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from makenaide_assets.market.candle_format import CANDLE_COLUMNS, NUMERIC_COLUMNS, Interval
+from makenaide_assets.strategy.candles import CANDLE_COLUMNS, NUMERIC_COLUMNS, Interval
 
 # fetch(end, count) → (the last `count` candles starting before `end`, ascending; True when the
 # market's history begins within them, i.e. fewer exist).

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
-from makenaide_assets.market.candle_format import (
+from makenaide_assets.strategy.candles import (
     CANDLE_COLUMNS,
     Interval,
     MalformedMarketData,

@@ -9,12 +9,12 @@ from makenaide_assets.resources.analyst import Analyst, OpenAIAnalyst, RulesAnal
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.resources.thresholds import UniverseThresholds
 from makenaide_assets.resources.upbit_broker import UpbitBroker
 from makenaide_assets.resources.upbit_quotation import UpbitMarketData
-from makenaide_assets.trading.ledger import TradingLedger
 
 # The recorded sample holds at most 13 monthly candles, so the seeds' 14 would reject every
 # market; 6 keeps the rule visible (late listings still fail it). Paper and live keep 14.

@@ -19,13 +19,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from makenaide_assets.partitions import partition_close, utc_now_naive
 from makenaide_assets.resources.broker import ENTRY_SIDES, Broker, Log, OrderOutcomeUnknown, OrderPlan, Skip
+from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.upbit_exchange import UpbitApiError, UpbitExchange, UpbitUnavailable
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger import TradingLedger
-from makenaide_assets.trading.ticks import api_number
+from makenaide_assets.strategy.calendar import partition_close, utc_now_naive
+from makenaide_assets.strategy.ticks import api_number
 
 FINAL_STATES = ("done", "cancel")
 

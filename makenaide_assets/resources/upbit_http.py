@@ -17,7 +17,7 @@ import requests
 from pyupbit.errors import RemainingReqParsingError
 from pyupbit.request_api import _parse as parse_remaining_req
 
-from makenaide_assets.market.candle_format import MalformedMarketData
+from makenaide_assets.strategy.candles import MalformedMarketData
 
 # Failures that say nothing about the request itself: worth another try after a pause.
 _TRANSIENT_ERRORS = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)

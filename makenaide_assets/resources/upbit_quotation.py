@@ -31,7 +31,10 @@ import pandas as pd
 from pydantic import Field, PrivateAttr
 from pyupbit.quotation_api import get_url_ohlcv
 
-from makenaide_assets.market.candle_format import (
+from makenaide_assets.resources.candle_store import CandleStore
+from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.resources.upbit_http import Clock, SystemClock, UpbitHttp, UpbitRequestError
+from makenaide_assets.strategy.candles import (
     INTERVALS,
     Interval,
     MalformedMarketData,
@@ -39,9 +42,6 @@ from makenaide_assets.market.candle_format import (
     closed_candles,
     parse_market_list,
 )
-from makenaide_assets.resources.candle_store import CandleStore
-from makenaide_assets.resources.market_data import MarketData
-from makenaide_assets.resources.upbit_http import Clock, SystemClock, UpbitHttp, UpbitRequestError
 
 PAGE_SIZE = 200  # Upbit's maximum `count` per candle request (pyupbit's MAX_CALL_COUNT)
 # Comma-joined markets per /v1/ticker call: well inside common URL limits (8 KiB).

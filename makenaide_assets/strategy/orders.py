@@ -17,8 +17,8 @@ import pandas as pd
 
 from makenaide_assets.strategy.exits import ExitParams, exit_reasons, stop_loss_price, take_profit_price
 from makenaide_assets.strategy.sizing import KellyInputs, fit_to_budget, position_fraction, position_krw
-from makenaide_assets.trading.ticks import FEE_RATE as UPBIT_FEE_RATE
-from makenaide_assets.trading.ticks import MIN_ORDER_KRW, round_price_to_tick
+from makenaide_assets.strategy.ticks import FEE_RATE as UPBIT_FEE_RATE
+from makenaide_assets.strategy.ticks import MIN_ORDER_KRW, round_price_to_tick
 
 ORDER_DTYPES = {
     "market": "object", "side": "object", "price": "float64", "krw_amount": "float64", "volume": "float64",

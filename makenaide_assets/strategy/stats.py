@@ -15,7 +15,7 @@ from typing import Literal
 
 import pandas as pd
 
-from makenaide_assets.partitions import partition_close
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.sizing import KellyInputs
 
 # The seeds' strategy selector (realtime-trading-guide): win rate >= 45 %, positive P&L, >= 20 trades.

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from makenaide_assets.market.candle_format import (
+from makenaide_assets.strategy.candles import (
     CANDLE_COLUMNS,
     Interval,
     candle_close_time,

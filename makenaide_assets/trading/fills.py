@@ -5,9 +5,9 @@ import pandas as pd
 
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.broker import FEE_RATE, Broker
+from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.market_data import MarketData
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger import TradingLedger, identifier_for_signal
 
 FILL_COLUMNS = ["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status"]
 # A fee is booked from a float product (paper) or Upbit's rounded `paid_fee` (live): allow 1 KRW.

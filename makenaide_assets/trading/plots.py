@@ -6,6 +6,8 @@ from types import ModuleType
 
 import pandas as pd
 
+from makenaide_assets.strategy.performance import drawdown
+
 
 def _pyplot() -> ModuleType:
     """matplotlib on first use: importing it adds ~0.4 s to every load of the definitions."""
@@ -17,8 +19,10 @@ def _pyplot() -> ModuleType:
     return plt
 
 
-def equity_curve_markdown(equity: pd.DataFrame, title: str) -> str:
-    """`equity` has partition_key and equity_krw (+ optional benchmark_krw); returns an <img> in markdown."""
+def equity_curve_markdown(equity: pd.DataFrame, title: str, initial_cash_krw: float) -> str:
+    """`equity` has partition_key and equity_krw (+ optional benchmark_krw); returns an <img> in markdown.
+
+    The drawdown panel is the same series the reports print (`performance.drawdown`)."""
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     dates = pd.to_datetime(equity["partition_key"])
@@ -28,8 +32,8 @@ def equity_curve_markdown(equity: pd.DataFrame, title: str) -> str:
         top.legend(loc="upper left", fontsize=8)
     top.set_ylabel("M KRW")
     top.set_title(title, fontsize=10)
-    peak = equity["equity_krw"].cummax()
-    bottom.fill_between(dates, (equity["equity_krw"] / peak - 1) * 100, 0, color="#d62728", alpha=0.4)
+    under = drawdown(equity["equity_krw"].astype("float64"), initial_cash_krw) * 100
+    bottom.fill_between(dates, under, 0, color="#d62728", alpha=0.4)
     bottom.set_ylabel("DD %")
     fig.autofmt_xdate()
     fig.tight_layout()

@@ -4,9 +4,10 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import preview
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.partitions import daily
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import MarketData
-from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.strategy.calendar import partition_close
 
 CASH_MARKET = "KRW"
 PORTFOLIO_COLUMNS = [

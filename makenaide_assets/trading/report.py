@@ -5,17 +5,11 @@ import pandas as pd
 
 from makenaide_assets.market.metadata import preview
 from makenaide_assets.partitions import daily
+from makenaide_assets.resources.check_catalog import CheckCatalog
+from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.strategy.performance import drawdown
 from makenaide_assets.trading.check_report import check_outcomes, verdict
-from makenaide_assets.trading.ledger import TradingLedger
 from makenaide_assets.trading.plots import equity_curve_markdown
-
-
-def project_check_keys() -> set[dg.AssetCheckKey]:
-    """Every check the project defines, also when the run was launched without a code location
-    (execute_in_process in the demo and tests has no repository on its context)."""
-    from makenaide_assets.definitions import defs  # lazy: definitions imports this module
-
-    return set(defs.resolve_asset_graph().asset_check_keys)
 
 
 def summarise_day(equity: pd.DataFrame, fills: pd.DataFrame, partition_key: str, initial_cash: float) -> dict:
@@ -25,8 +19,7 @@ def summarise_day(equity: pd.DataFrame, fills: pd.DataFrame, partition_key: str,
         raise ValueError(f"no equity recorded for {partition_key}: portfolio must run first")
     today = float(history["equity_krw"].iloc[-1])
     previous = float(history["equity_krw"].iloc[-2]) if len(history) > 1 else initial_cash
-    peak = max(float(history["equity_krw"].max()), initial_cash)
-    drawdowns = history["equity_krw"] / history["equity_krw"].cummax().clip(lower=initial_cash) - 1
+    drawdowns = drawdown(history["equity_krw"], initial_cash)
     done = fills[fills["status"] == "done"] if not fills.empty else fills
     return {
         "partition": partition_key,
@@ -36,7 +29,7 @@ def summarise_day(equity: pd.DataFrame, fills: pd.DataFrame, partition_key: str,
         "pnl_since_last_report_krw": today - previous,
         "pnl_total_krw": today - initial_cash,
         "return_total_pct": (today / initial_cash - 1) * 100,
-        "drawdown_pct": (today / peak - 1) * 100,
+        "drawdown_pct": float(drawdowns.iloc[-1] * 100),
         "max_drawdown_pct": float(drawdowns.min() * 100),
         "trades": len(done),
         "buys": int(done["side"].isin(["buy", "add"]).sum()) if len(done) else 0,
@@ -47,13 +40,15 @@ def summarise_day(equity: pd.DataFrame, fills: pd.DataFrame, partition_key: str,
 
 
 @dg.asset(partitions_def=daily, group_name="trading", kinds={"pandas"}, deps=["portfolio", "fills"])
-def daily_report(context: dg.AssetExecutionContext, ledger: TradingLedger) -> dg.MaterializeResult:
+def daily_report(
+    context: dg.AssetExecutionContext, ledger: TradingLedger, check_catalog: CheckCatalog
+) -> dg.MaterializeResult:
     """Equity, P&L, drawdown and trades of the day, an equity curve, and every check of D with its outcome."""
     key = context.partition_key
     fills = ledger.fills_for_partition(key)
     equity = ledger.equity_history()
     summary = summarise_day(equity, fills, key, ledger.initial_cash_krw)
-    checks = check_outcomes(context.instance, project_check_keys(), key)
+    checks = check_outcomes(context.instance, check_catalog.check_keys(), key)
     summary["checks"] = len(checks)
     summary["checks_failed"] = int((checks["outcome"] == "failed").sum())
     summary["trust"] = verdict(checks)
@@ -69,7 +64,9 @@ def daily_report(context: dg.AssetExecutionContext, ledger: TradingLedger) -> dg
             "drawdown_pct": dg.MetadataValue.float(summary["drawdown_pct"]),
             "max_drawdown_pct": dg.MetadataValue.float(summary["max_drawdown_pct"]),
             "trades": dg.MetadataValue.int(summary["trades"]),
-            "equity_curve": dg.MetadataValue.md(equity_curve_markdown(curve, f"Makenaide equity to {key}")),
+            "equity_curve": dg.MetadataValue.md(
+                equity_curve_markdown(curve, f"Makenaide equity to {key}", ledger.initial_cash_krw)
+            ),
             "trades_of_the_day": preview(trades, rows=50),
             "check_report": dg.MetadataValue.md(checks.to_markdown(index=False)),
             "check_problems": preview(problems, rows=50),

@@ -26,7 +26,7 @@ from makenaide_assets.partitions import daily
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
-from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.resources.ledger import TradingLedger
 
 DAY, ENTRY_DAY = "2023-10-24", "2023-10-10"
 HELD = {"KRW-ETH": 0.2, "KRW-STORJ": 700.0}  # volumes bought on ENTRY_DAY
@@ -132,8 +132,6 @@ def ledger(tmp_path: Path) -> TradingLedger:
             fee=price * volume * 0.0005,
             executed_at=pd.Timestamp(f"{ENTRY_DAY} 00:10"),
         )
-    highs = {m: float(candles(m).query(f"'{ENTRY_DAY}' <= day <= '{DAY}'")["high_price"].max()) for m in HELD}
-    ledger.update_highest_prices(highs, DAY)
     return ledger
 
 

@@ -21,7 +21,7 @@ from makenaide_assets.partitions import daily
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
-from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets_tests.analysis.test_signals import DAY, stand_in, upstream
 
 

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.analysis import verdicts
-from makenaide_assets.analysis.payload import PAYLOAD_CANDLES, build_payload, canonical_json, verdict_request
-from makenaide_assets.analysis.verdict_schema import VERDICT_COLUMNS, answer_row, verdicts_frame
-from makenaide_assets.partitions import daily, partition_close
+from makenaide_assets.strategy.payload import PAYLOAD_CANDLES, build_payload, canonical_json, verdict_request
+from makenaide_assets.strategy.verdict_schema import VERDICT_COLUMNS, answer_row, verdicts_frame
+from makenaide_assets.partitions import daily
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.resources.analyst import OpenAIAnalyst, RulesAnalyst
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData

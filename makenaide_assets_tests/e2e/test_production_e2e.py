@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.jobs import ANALYSIS_ASSETS, TRADING_ASSETS
-from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.resources.ledger import TradingLedger
 
 pytest_plugins = ["makenaide_assets_tests.e2e.servers"]
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from makenaide_assets.market.candle_format import MalformedMarketData, parse_market_list
+from makenaide_assets.strategy.candles import MalformedMarketData, parse_market_list
 from makenaide_assets.market.tickers import (
     mark_exclusions,
     tickers,

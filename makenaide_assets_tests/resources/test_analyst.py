@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from makenaide_assets.analysis.payload import verdict_request
-from makenaide_assets.analysis.verdict_cache import VerdictCache, make_engine
-from makenaide_assets.analysis.verdict_schema import VerdictRequest
-from makenaide_assets.partitions import partition_close
+from makenaide_assets.strategy.payload import verdict_request
+from makenaide_assets.resources.verdict_cache import VerdictCache, make_engine
+from makenaide_assets.strategy.verdict_schema import VerdictRequest
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.resources.analyst import BUDGET_SPENT, AnalystConfigError, OpenAIAnalyst, RulesAnalyst
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR

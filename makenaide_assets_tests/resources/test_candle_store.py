@@ -7,8 +7,8 @@ from typing import BinaryIO
 import pandas as pd
 import pytest
 
-from makenaide_assets.market.candle_format import normalise_candles
-from makenaide_assets.partitions import partition_close
+from makenaide_assets.strategy.candles import normalise_candles
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.resources.candle_store import CandleStore
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.upbit_quotation import UpbitMarketData

@@ -16,8 +16,8 @@ import requests
 import responses
 from responses import matchers
 
-from makenaide_assets.market.candle_format import CANDLE_COLUMNS, MalformedMarketData, normalise_candles
-from makenaide_assets.partitions import partition_close
+from makenaide_assets.strategy.candles import CANDLE_COLUMNS, MalformedMarketData, normalise_candles
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.resources import upbit_quotation
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.upbit_http import UpbitBanned, UpbitRequestError

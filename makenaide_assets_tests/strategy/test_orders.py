@@ -6,7 +6,7 @@ import pytest
 
 from makenaide_assets.strategy.orders import ORDER_DTYPES, PlanParams, SignalPlan, plan_signals
 from makenaide_assets.strategy.sizing import KellyInputs
-from makenaide_assets.trading.ledger_schema import POSITION_COLUMNS
+from makenaide_assets.resources.ledger.schema import POSITION_COLUMNS
 
 DAY = "2023-09-01"
 KELLY = KellyInputs(0.45, 2.0)  # half-Kelly 0.0875 of equity for a full position

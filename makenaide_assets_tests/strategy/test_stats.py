@@ -16,7 +16,7 @@ from makenaide_assets.strategy.stats import (
     stats_of,
     trade_stats,
 )
-from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.resources.ledger import TradingLedger
 
 CONFIGURED = KellyInputs(0.45, 2.0, source="configured")
 

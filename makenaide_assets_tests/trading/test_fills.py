@@ -11,7 +11,7 @@ from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.trading.fills import FILL_COLUMNS, fills
-from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.resources.ledger import TradingLedger
 
 DAY = "2023-07-03"
 PREPARED = pd.DataFrame(

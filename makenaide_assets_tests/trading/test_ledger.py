@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger import (
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.resources.ledger import (
     MAX_IDENTIFIER_LENGTH,
     LedgerConflict,
     TradingLedger,
     identifier_for_signal,
     order_identifier,
 )
-from makenaide_assets.trading.ledger_booking import BookingError
+from makenaide_assets.resources.ledger.booking import BookingError
 
 SEED = 1_000_000.0
 
@@ -190,11 +190,8 @@ def test_skipped_orders_are_listed_with_their_reason_and_may_be_retried(ledger: 
     assert ledger.order("mkn-skip")["status"] == t.PENDING
 
 
-def test_highest_price_only_rises_and_equity_is_replaced(ledger: TradingLedger) -> None:
+def test_equity_is_replaced(ledger: TradingLedger) -> None:
     _fill(ledger, "mkn-buy", "KRW-BTC", "buy", price=100.0, volume=10.0)
-    ledger.update_highest_prices({"KRW-BTC": 130.0, "KRW-NOT-HELD": 5.0}, "2023-07-02")
-    ledger.update_highest_prices({"KRW-BTC": 90.0}, "2023-07-03")
-    assert ledger.open_positions().loc[0, "highest_price"] == 130.0
     ledger.record_equity("2023-07-02", 1_000.0)
     ledger.record_equity("2023-07-02", 1_200.0)
     history = ledger.equity_history()

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger import LedgerConflict, TradingLedger
-from makenaide_assets.trading.ledger_booking import BookingError
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.resources.ledger import LedgerConflict, TradingLedger
+from makenaide_assets.resources.ledger.booking import BookingError
 
 pytest_plugins = ["makenaide_assets_tests.e2e.servers"]
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ import pytest
 
 from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.market_data import ReplayMarketData
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger import TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
 
 DAY = "2023-07-03"  # fills at the first 4-hour candle of 2023-07-04 (00:00 UTC)
 LOG = logging.getLogger("test_paper_broker")

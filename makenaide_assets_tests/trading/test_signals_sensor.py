@@ -9,7 +9,7 @@ import pytest
 from makenaide_assets.analysis.signals import signals_checks
 from makenaide_assets.definitions import build_defs
 from makenaide_assets.partitions import daily
-from makenaide_assets.trading.ledger import TradingLedger
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.trading.sensors import signals_sensor
 
 # From the recorded sample with the rules analyst and paper broker: 12-06 and 12-07 each buy,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from makenaide_assets.trading.ticks import api_number, is_on_tick, round_price_to_tick, round_volume, tick_size
+from makenaide_assets.strategy.ticks import api_number, is_on_tick, round_price_to_tick, round_volume, tick_size
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_volume_is_floored_to_eight_decimals_and_printed_plainly() -> None:
 
 
 def test_round_volume_ignores_float_noise_of_summed_fills() -> None:
-    from makenaide_assets.trading.ticks import round_volume
+    from makenaide_assets.strategy.ticks import round_volume
 
     held = 0.00913895 + 0.00433082 + 0.00404112
     assert held == 0.017510889999999998

@@ -14,13 +14,13 @@ import requests
 import responses
 from responses import matchers
 
-from makenaide_assets.partitions import utc_now_naive
+from makenaide_assets.strategy.calendar import utc_now_naive
 from makenaide_assets.resources.broker import OrderOutcomeUnknown
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.upbit_broker import LiveTradingRefused, UpbitBroker
 from makenaide_assets.resources.upbit_exchange import query_string
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger import TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "upbit_exchange"
 ACCESS = "acc-7Hq2LkV9pZrX4mN8sT1wY6uB3dF5gJ0c"

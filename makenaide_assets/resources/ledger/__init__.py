@@ -10,11 +10,11 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
-from makenaide_assets.partitions import utc_now_naive
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.resources.ledger.booking import book_fill
 from makenaide_assets.settings import ledger_url
 from makenaide_assets.sql import make_engine, schema_transaction
-from makenaide_assets.trading import ledger_schema as t
-from makenaide_assets.trading.ledger_booking import book_fill
+from makenaide_assets.strategy.calendar import utc_now_naive
 
 # Upbit documents no maximum for `identifier`; 64 keeps us far inside any sane limit and inside
 # the column width.
@@ -242,18 +242,6 @@ class TradingLedger(dg.ConfigurableResource):
             )
 
     # ---- positions and equity ---------------------------------------------------------------------
-    def update_highest_prices(self, prices: Mapping[str, float], partition_key: str) -> None:
-        """Raise each held market's highest price since entry (trailing stops); never lower it."""
-        with self.transaction() as conn:
-            for market, price in prices.items():
-                if price is None or pd.isna(price):
-                    continue
-                conn.execute(
-                    t.positions.update()
-                    .where(t.positions.c.market == market, t.positions.c.highest_price < float(price))
-                    .values(highest_price=float(price), updated_at=utc_now_naive())
-                )
-
     def record_equity(self, partition_key: str, positions_value_krw: float) -> dict[str, float]:
         """Store (or replace) the partition's equity: ledger cash plus the given market value."""
         cash = self.cash_krw()

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from makenaide_assets.analysis.verdict_schema import VerdictRequest
-from makenaide_assets.market.candle_format import closed_candles
-from makenaide_assets.partitions import partition_close
+from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.candles import closed_candles
+from makenaide_assets.strategy.verdict_schema import VerdictRequest
 
 PAYLOAD_CANDLES = 60
 # The contract columns first, in this order; any other scalar columns follow, sorted.

@@ -5,8 +5,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from makenaide_assets.partitions import utc_now_naive
-from makenaide_assets.trading import ledger_schema as t
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.strategy.calendar import utc_now_naive
 
 # Volumes are 8-decimal on Upbit; anything below half a unit of the 8th decimal is rounding noise.
 DUST_VOLUME = 5e-9

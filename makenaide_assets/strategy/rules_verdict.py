@@ -9,8 +9,8 @@ short for is named and lowers the confidence; it is never estimated.
 from collections.abc import Mapping
 from typing import Any
 
-from makenaide_assets.analysis.payload import number
-from makenaide_assets.analysis.verdict_schema import Verdict
+from makenaide_assets.strategy.payload import number
+from makenaide_assets.strategy.verdict_schema import Verdict
 
 RULES_MODEL = "rules-v1"
 SLOPE_FLAT = 0.01  # an MA that moved less than 1 % over 20 candles is flat
