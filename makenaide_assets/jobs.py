@@ -1,5 +1,7 @@
 """Jobs and the daily schedule."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 ANALYSIS_ASSETS = [
@@ -32,12 +34,17 @@ trading_job = dg.define_asset_job(
     description="fills → portfolio → daily_report for one partition; started only by signals_sensor.",
 )
 
-# 00:05 UTC = 09:05 KST, five minutes after Upbit's daily candle closes; the partition that
-# just closed (D-1) is the one requested.
-analysis_schedule = dg.build_schedule_from_partitioned_job(
-    analysis_job,
+# Written out rather than `build_schedule_from_partitioned_job`, which calls Dagster's deprecated
+# `run_request_for_partition` on every tick.
+@dg.schedule(
+    job=analysis_job,
+    cron_schedule="5 0 * * *",
+    execution_timezone="UTC",
     name="analysis_schedule",
-    hour_of_day=0,
-    minute_of_hour=5,
     description="Daily analysis at 09:05 KST for the Upbit day that just closed.",
 )
+def analysis_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    # 00:05 UTC = 09:05 KST, five minutes after Upbit's daily candle closes: the partition that
+    # just closed is the previous UTC day. The partition as run key: one analysis per day per tick.
+    closed = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
+    return dg.RunRequest(run_key=closed, partition_key=closed)

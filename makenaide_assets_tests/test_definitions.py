@@ -41,8 +41,12 @@ def test_every_partitioned_asset_shares_the_one_daily_partitions() -> None:
 
 
 def test_schedule_requests_the_day_that_just_closed() -> None:
-    schedule = build_defs().resolve_schedule_def("analysis_schedule")
-    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2023, 12, 21, 0, 5))
+    defs = build_defs()
+    schedule = defs.resolve_schedule_def("analysis_schedule")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=__import__("datetime").datetime(2023, 12, 21, 0, 5),
+        repository_def=defs.get_repository_def(),
+    )
     [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2023-12-20"
 
