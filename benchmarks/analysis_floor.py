@@ -3,48 +3,40 @@
     .venv/bin/python -m benchmarks.analysis_floor --replay-dir DIR --partition 2023-12-06 --out DIR
 
 Reads the replay's CSV files, screens the universe (demo's 6 months, 300 M KRW), and calls what
-the assets call: strategy.indicators, .rules, .breadth, .timing, analysis.payload and
+the assets call: strategy.indicators, .rules, .breadth, .timing, strategy.payload and
 .rules_verdict, strategy.orders (empty ledger: 10 M KRW, configured Kelly). It writes candidates,
 gpt_verdicts, timing_4h and signals as Parquet so benchmarks/analysis_job.py can check they equal
-the job's. The project's pure modules are loaded without `makenaide_assets/__init__.py` and with
-`partitions.partition_close` alone, since both of those modules import Dagster.
+the job's. Only `makenaide_assets.strategy` is imported: it is Dagster-free by construction
+(makenaide_assets_tests/test_architecture.py), and the floor asserts Dagster was never imported.
 """
 
 import argparse
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
 STARTED = time.perf_counter()
 PACKAGE = Path(__file__).resolve().parents[1] / "makenaide_assets"
-_package = types.ModuleType("makenaide_assets")
-_package.__path__ = [str(PACKAGE)]  # submodules import; the package's dagster import does not run
-sys.modules["makenaide_assets"] = _package
 
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-_partitions = types.ModuleType("makenaide_assets.partitions")
-_partitions.partition_close = lambda key: pd.Timestamp(key) + pd.Timedelta(days=1)  # the same one-liner
-sys.modules["makenaide_assets.partitions"] = _partitions
-
-from makenaide_assets.strategy.payload import verdict_request  # noqa: E402
-from makenaide_assets.strategy.rules_verdict import RULES_MODEL, rules_verdict  # noqa: E402
-from makenaide_assets.strategy.verdict_schema import AnalystAnswer, answer_row, verdicts_frame  # noqa: E402
+from makenaide_assets.strategy.breadth import market_breadth  # noqa: E402
 from makenaide_assets.strategy.candles import (  # noqa: E402
     CANDLE_COLUMNS,
     closed_candles,
     normalise_candles,
     parse_market_list,
 )
-from makenaide_assets.strategy.breadth import market_breadth  # noqa: E402
 from makenaide_assets.strategy.indicators import indicator_snapshot  # noqa: E402
 from makenaide_assets.strategy.orders import plan_signals  # noqa: E402
+from makenaide_assets.strategy.payload import verdict_request  # noqa: E402
 from makenaide_assets.strategy.rules import evaluate_candidates  # noqa: E402
+from makenaide_assets.strategy.rules_verdict import RULES_MODEL, rules_verdict  # noqa: E402
 from makenaide_assets.strategy.sizing import KellyInputs  # noqa: E402
 from makenaide_assets.strategy.timing import evaluate_4h  # noqa: E402
+from makenaide_assets.strategy.verdict_schema import AnalystAnswer, answer_row, verdicts_frame  # noqa: E402
 
 MIN_MONTHS, MIN_VALUE, HISTORY_DAYS, CANDLES_4H, CASH = 6, 300_000_000.0, 400, 200, 10_000_000.0
 
