@@ -1,20 +1,27 @@
-"""The `signals` asset: the day's order intents (sell / add / buy), and the checks that guard money."""
+"""The `signals` asset: the day's order intents (sell / add / buy), and the checks that guard money.
+
+The checks are computed with the orders, from the config object and the ledger cash the plan was
+made with (in-asset `check_specs`, all blocking). A failing one still stores the materialisation
+(Dagster records the value before it raises), then fails the step: no downstream step of the run
+starts, and `signals_sensor` reads the failed evaluation from the run's event log and refuses to
+start `trading_job` for the partition, so bad signals never reach `fills`.
+"""
 
 import math
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from makenaide_assets.analysis.strategy_stats import StrategyStatsConfig, stats_frame
+from makenaide_assets.market.metadata import check_result, check_spec
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
-from makenaide_assets.strategy.exits import ExitParams
-from makenaide_assets.strategy.orders import UPBIT_FEE_RATE, PlanParams, plan_signals
+from makenaide_assets.strategy.exits import STOP_LOSS_PCT, ExitParams
+from makenaide_assets.strategy.orders import PlanParams, plan_signals
 from makenaide_assets.strategy.sizing import MAX_POSITION_FRACTION_LIMIT, KellyInputs, position_fraction
 from makenaide_assets.strategy.stats import (
     MIN_TRADES,
@@ -26,7 +33,7 @@ from makenaide_assets.strategy.stats import (
     decide_kelly,
     selector_breaches,
 )
-from makenaide_assets.strategy.ticks import MIN_ORDER_KRW
+from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW
 
 # Cents of float noise must not fail a money check; a real overspend is whole KRW.
 _TOLERANCE_KRW = 1e-6
@@ -49,7 +56,7 @@ class SignalsConfig(dg.Config):
     max_open_positions: int = Field(8, ge=0)
     max_exposure_fraction: float = Field(0.80, ge=0.0, le=1.0)
     min_confidence: float = Field(70.0, ge=0.0, le=100.0)
-    stop_loss_pct: float = Field(0.08, gt=0.0, lt=1.0)
+    stop_loss_pct: float = Field(STOP_LOSS_PCT, gt=0.0, lt=1.0)
     trailing_atr_multiple: float = Field(3.0, gt=0.0)
     trailing_pct: float = Field(0.10, gt=0.0, lt=1.0, description="trailing distance when ATR is unknown")
     take_profit_pct: float = Field(0.25, gt=0.0)
@@ -86,11 +93,41 @@ class SignalsConfig(dg.Config):
         return PlanParams(exits=exits, **{name: getattr(self, name) for name in fields})
 
 
+WITHIN_CASH = check_spec(
+    "signals", "signals_within_cash", "Buys plus adds, fees included, fit in the ledger's cash", blocking=True
+)
+MIN_ORDER = check_spec(
+    "signals", "signals_min_order", "Every order is worth at least Upbit's 5,000 KRW minimum", blocking=True
+)
+ONE_ORDER_PER_MARKET = check_spec(
+    "signals",
+    "signals_one_order_per_market",
+    "No market is bought and sold (or ordered twice) on one day",
+    blocking=True,
+)
+KELLY_WITHIN_CAP = check_spec(
+    "signals",
+    "signals_kelly_within_cap",
+    "Each row's Kelly fraction is within [0, min(multiplier × Kelly(W, R), per-position cap)] of the config",
+    blocking=True,
+)
+SELECTOR_HONOURED = check_spec(
+    "signals",
+    "signals_selector_honoured",
+    "Entries follow the day's evidence: measured or configured Kelly inputs, floor, or stop",
+    blocking=True,
+)
+SIGNAL_CHECKS = [WITHIN_CASH, MIN_ORDER, ONE_ORDER_PER_MARKET, KELLY_WITHIN_CAP, SELECTOR_HONOURED]
+
+
 @dg.asset(
     partitions_def=daily,
     group_name="analysis",
     kinds={"pandas"},
     metadata={"contract": "market, side (buy/add/sell), price, krw_amount | volume, reason"},
+    check_specs=SIGNAL_CHECKS,
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
 )
 def signals(
     context: dg.AssetExecutionContext,
@@ -109,6 +146,7 @@ def signals(
     kelly, params = decision.inputs, config.plan_params()
     if decision.max_fraction is not None:
         params = replace(params, max_position_fraction=min(params.max_position_fraction, decision.max_fraction))
+    cash = ledger.cash_krw()
     plan = plan_signals(
         partition_key=context.partition_key,
         candidates=candidates,
@@ -117,7 +155,7 @@ def signals(
         daily_indicators=daily_indicators,
         market_breadth=market_breadth,
         positions=with_highest_close_since_entry(ledger.open_positions(), market_data, context.partition_key),
-        cash_krw=ledger.cash_krw(),
+        cash_krw=cash,
         kelly_inputs=kelly,
         params=params,
     )
@@ -145,6 +183,7 @@ def signals(
             "rejected": dg.MetadataValue.md(_markdown(rejected, "nothing rejected")),
             "preview": dg.MetadataValue.md(_markdown(orders.head(20), "no orders")),
         },
+        check_results=signal_checks(orders, cash, config, decision),
     )
 
 
@@ -174,12 +213,10 @@ def _markdown(frame: pd.DataFrame, empty: str) -> str:
     return frame.to_markdown(index=False) if not frame.empty else f"_{empty}_"
 
 
-# ---- checks: each recomputes from the output and the ledger, never from a flag the asset set ----
-# partitions_def on the checks (a Dagster preview feature, as the other assets' checks use it): without
-# it a check of a partitioned asset loads every partition, not the one just planned.
+# ---- checks: each recomputes from the orders, never from a flag the planner set ----
 
 
-def cash_overspend_krw(orders: pd.DataFrame, cash_krw: float, fee_rate: float = UPBIT_FEE_RATE) -> float:
+def cash_overspend_krw(orders: pd.DataFrame, cash_krw: float, fee_rate: float = FEE_RATE) -> float:
     """KRW by which buys and adds (fees on top, as Upbit charges them) exceed the ledger's cash."""
     buys = orders[orders["side"].isin(["buy", "add"])]["krw_amount"]
     if buys.isna().any() or (buys < 0).any():
@@ -215,70 +252,27 @@ def kelly_outside_cap(orders: pd.DataFrame, kelly_multiplier: float, max_positio
     return orders[~ok]
 
 
-def _config_of_run(context: dg.AssetCheckExecutionContext) -> SignalsConfig:
-    """The config `signals` ran with in this run (defaults when the run gave none)."""
-    ops = (context.run.run_config or {}).get("ops", {})
-    return SignalsConfig(**ops.get("signals", {}).get("config", {}))
-
-
-def _result(failures: Any, description: str, **metadata: Any) -> dg.AssetCheckResult:
-    passed = not failures
-    return dg.AssetCheckResult(passed=passed, description=None if passed else description, metadata=metadata)
-
-
-@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
-def signals_within_cash(ledger: TradingLedger, signals: pd.DataFrame) -> dg.AssetCheckResult:
-    """Buys plus adds, fees included, fit in the ledger's cash."""
-    cash = ledger.cash_krw()
-    over = cash_overspend_krw(signals, cash)
-    return _result(over > _TOLERANCE_KRW, f"orders exceed cash by {over:,.0f} KRW", cash_krw=cash, overspend_krw=over)
-
-
-@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
-def signals_min_order(signals: pd.DataFrame) -> dg.AssetCheckResult:
-    """Every order is worth at least Upbit's 5,000 KRW minimum."""
-    bad = below_minimum(signals)
-    return _result(len(bad), f"{len(bad)} orders under {MIN_ORDER_KRW:,.0f} KRW", markets=list(bad["market"]))
-
-
-@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
-def signals_one_order_per_market(signals: pd.DataFrame) -> dg.AssetCheckResult:
-    """No market is bought and sold (or ordered twice) on one day."""
-    twice = markets_ordered_twice(signals)
-    return _result(twice, f"markets with several orders: {twice}", markets=twice)
-
-
-@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
-def signals_kelly_within_cap(context: dg.AssetCheckExecutionContext, signals: pd.DataFrame) -> dg.AssetCheckResult:
-    """Each row's Kelly fraction is within [0, min(multiplier × Kelly(W, R), per-position cap)]."""
-    config = _config_of_run(context)
-    bad = kelly_outside_cap(signals, config.kelly_multiplier, config.max_position_fraction)
-    return _result(
-        len(bad),
-        f"{len(bad)} rows outside the Kelly cap",
-        markets=list(bad["market"]),
-        max_position_fraction=config.max_position_fraction,
-    )
-
-
-@dg.asset_check(asset="signals", blocking=True, partitions_def=daily)
-def signals_selector_honoured(
-    context: dg.AssetCheckExecutionContext, ledger: TradingLedger, signals: pd.DataFrame
-) -> dg.AssetCheckResult:
-    """Entries follow the evidence the ledger held for D: measured or configured Kelly inputs, floor, or stop."""
-    ops = (context.run.run_config or {}).get("ops", {})
-    window = StrategyStatsConfig(**ops.get("strategy_stats", {}).get("config", {})).window_days
-    # From the ledger, not from `strategy_stats`: the check must hold even if that asset were wrong.
-    evidence = stats_frame(ledger.closed_trades(), context.partition_key, window)
-    decision = _config_of_run(context).decide(evidence)
-    bad = selector_breaches(signals, decision)
-    return _result(len(bad), f"{len(bad)} entries against: {decision.reason}", markets=list(bad["market"]))
-
-
-signals_checks = [
-    signals_within_cash,
-    signals_min_order,
-    signals_one_order_per_market,
-    signals_kelly_within_cap,
-    signals_selector_honoured,
-]
+def signal_checks(
+    orders: pd.DataFrame, cash_krw: float, config: SignalsConfig, decision: KellyDecision
+) -> list[dg.AssetCheckResult]:
+    """The money checks of one plan, against the cash, config and Kelly decision it was made with."""
+    over = cash_overspend_krw(orders, cash_krw)
+    entries = orders.loc[orders["side"].isin(["buy", "add"]), "market"]
+    outside = kelly_outside_cap(orders, config.kelly_multiplier, config.max_position_fraction)
+    return [
+        check_result(
+            WITHIN_CASH,
+            entries if over > _TOLERANCE_KRW else [],
+            cash_krw=dg.MetadataValue.float(cash_krw),
+            overspend_krw=dg.MetadataValue.float(over) if math.isfinite(over) else "a missing or negative amount",
+        ),
+        check_result(MIN_ORDER, below_minimum(orders)["market"], min_order_krw=dg.MetadataValue.float(MIN_ORDER_KRW)),
+        check_result(ONE_ORDER_PER_MARKET, markets_ordered_twice(orders)),
+        check_result(
+            KELLY_WITHIN_CAP,
+            outside["market"],
+            kelly_multiplier=dg.MetadataValue.float(config.kelly_multiplier),
+            max_position_fraction=dg.MetadataValue.float(config.max_position_fraction),
+        ),
+        check_result(SELECTOR_HONOURED, selector_breaches(orders, decision)["market"], decision=decision.reason),
+    ]

@@ -1,9 +1,16 @@
-"""Metadata helpers: what a person wants to see about a frame in the Dagster UI."""
+"""Metadata helpers: what a person wants to see about a frame in the Dagster UI, and about a check."""
 
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+
+from makenaide_assets.partitions import daily
+
+# Enough names to act on; the count says how many more there were.
+_MARKETS_SHOWN = 50
 
 
 def preview(frame: pd.DataFrame, rows: int = 20) -> dg.MetadataValue:
@@ -23,3 +30,59 @@ def reasons_table(frame: pd.DataFrame, reason_column: str) -> dg.MetadataValue:
 
 def frame_metadata(frame: pd.DataFrame, **extra: Any) -> dict[str, Any]:
     return {"row_count": dg.MetadataValue.int(len(frame)), "preview": preview(frame), **extra}
+
+
+def market_list(markets: Iterable[str]) -> str:
+    """Sorted, comma-separated market names ("none" for none): readable, and parsed back by `listed`."""
+    return ", ".join(sorted(set(markets))) or "none"
+
+
+def listed(text: object) -> set[str]:
+    """The markets of a `market_list` string (a previous partition's metadata)."""
+    return {m for m in str(text or "").split(", ") if m and m != "none"}
+
+
+def check_spec(asset: str, name: str, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
+    """An in-asset check of a daily asset. Blocking checks fail with ERROR severity and stop every
+    downstream step; the others only warn (see `check_result`)."""
+    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking, partitions_def=daily)
+
+
+def found_metadata(markets: Iterable[str]) -> dict[str, Any]:
+    """The markets a check found, named and counted, so the check report says what was found."""
+    found = sorted(set(markets))
+    more = len(found) - _MARKETS_SHOWN
+    shown = ", ".join(found[:_MARKETS_SHOWN]) + (f" … (+{more})" if more > 0 else "")
+    return {"markets": shown or "none", "count": dg.MetadataValue.int(len(found))}
+
+
+def check_result(
+    spec: dg.AssetCheckSpec, markets: Iterable[str] = (), *, passed: bool | None = None, **details: Any
+) -> dg.AssetCheckResult:
+    """The outcome of `spec`: failed when it found markets (unless `passed` says otherwise)."""
+    found = found_metadata(markets)
+    return dg.AssetCheckResult(
+        check_name=spec.name,
+        passed=found["count"].value == 0 if passed is None else passed,
+        severity=dg.AssetCheckSeverity.ERROR if spec.blocking else dg.AssetCheckSeverity.WARN,
+        metadata={**found, **details},
+    )
+
+
+def previous_partition(context: dg.AssetExecutionContext) -> str:
+    return (context.partition_time_window.start - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def previous_metadata(context: dg.AssetExecutionContext) -> dict[str, Any] | None:
+    """This asset's metadata as last materialised for the day before D, or None if it never was.
+
+    Read from the instance, not the IO manager: it works the same on local Parquet and S3, and a
+    check comparing D with D-1 needs only the few numbers and names the asset records anyway.
+    """
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[previous_partition(context)]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    if materialization is None:
+        return None
+    return {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}

@@ -5,28 +5,31 @@ STORJ and ETH bought at their real 2023-10-10 closes, so the day must sell STORJ
 to ETH (+12%, pyramiding) and buy BTC (candidate, GPT BUY, 4h entry ok).
 """
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
 
+from makenaide_assets.analysis import signals as signals_module
 from makenaide_assets.analysis.signals import (
+    SIGNAL_CHECKS,
     SignalsConfig,
     below_minimum,
     cash_overspend_krw,
     kelly_outside_cap,
     markets_ordered_twice,
+    signal_checks,
     signals,
-    signals_checks,
-    signals_within_cash,
 )
 from makenaide_assets.analysis.strategy_stats import stats_frame
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
-from makenaide_assets.resources.ledger import TradingLedger
 
 DAY, ENTRY_DAY = "2023-10-24", "2023-10-10"
 HELD = {"KRW-ETH": 0.2, "KRW-STORJ": 700.0}  # volumes bought on ENTRY_DAY
@@ -151,10 +154,10 @@ def run(assets: list, ledger: TradingLedger, tmp_path: Path, **kwargs: object) -
 def test_signals_sells_the_loser_adds_to_the_winner_buys_the_candidate(ledger: TradingLedger, tmp_path: Path) -> None:
     cash = ledger.cash_krw()
     stand_ins = [stand_in(key, frame) for key, frame in upstream().items()]
-    result = run([*stand_ins, signals, *signals_checks], ledger, tmp_path)
+    result = run([*stand_ins, signals], ledger, tmp_path)
     assert result.success
-    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert evaluations == {check.check_key.name: True for check in signals_checks}
+    evaluations = {e.check_name: (e.passed, e.blocking) for e in result.get_asset_check_evaluations()}
+    assert evaluations == {spec.name: (True, True) for spec in SIGNAL_CHECKS}
 
     orders = result.asset_value("signals").set_index("market")
     assert orders["side"].to_dict() == {"KRW-STORJ": "sell", "KRW-ETH": "add", "KRW-BTC": "buy"}
@@ -177,7 +180,7 @@ def test_signals_sells_the_loser_adds_to_the_winner_buys_the_candidate(ledger: T
 def test_bear_regime_keeps_the_sells_and_blocks_every_buy(ledger: TradingLedger, tmp_path: Path) -> None:
     frames = upstream()
     frames["market_breadth"] = pd.DataFrame([{"regime": "bear", "allow_new_buys": False, "reason": "breadth 20%"}])
-    result = run([*(stand_in(k, f) for k, f in frames.items()), signals, *signals_checks], ledger, tmp_path)
+    result = run([*(stand_in(k, f) for k, f in frames.items()), signals], ledger, tmp_path)
     assert result.asset_value("signals")["side"].tolist() == ["sell"]
     assert result.asset_materializations_for_node("signals")[0].metadata["signal_count"].value == 1
 
@@ -185,32 +188,39 @@ def test_bear_regime_keeps_the_sells_and_blocks_every_buy(ledger: TradingLedger,
 def test_empty_upstream_frames_give_zero_signals(tmp_path: Path) -> None:
     empty = {key: frame.iloc[0:0] for key, frame in upstream().items()}
     fresh = TradingLedger(url=f"sqlite:///{tmp_path / 'empty.sqlite'}")
-    result = run([*(stand_in(k, f) for k, f in empty.items()), signals, *signals_checks], fresh, tmp_path)
+    result = run([*(stand_in(k, f) for k, f in empty.items()), signals], fresh, tmp_path)
     assert result.success
     assert result.asset_materializations_for_node("signals")[0].metadata["signal_count"].value == 0
 
 
 def test_a_plan_beyond_cash_fails_the_blocking_check_and_stops_downstream(
-    ledger: TradingLedger, tmp_path: Path
+    ledger: TradingLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    good = run([*(stand_in(k, f) for k, f in upstream().items()), signals], ledger, tmp_path).asset_value("signals")
-    overspent = good.assign(krw_amount=good["krw_amount"] * 100)  # as a planner bug would produce
+    planner = signals_module.plan_signals
 
-    @dg.asset(name="signals", partitions_def=daily)
-    def corrupted_signals() -> pd.DataFrame:
-        return overspent
+    def overspending_planner(**kwargs: Any) -> Any:  # as a planner bug would size the buys
+        plan = planner(**kwargs)
+        return replace(plan, orders=plan.orders.assign(krw_amount=plan.orders["krw_amount"] * 100))
+
+    monkeypatch.setattr(signals_module, "plan_signals", overspending_planner)
 
     @dg.asset(deps=["signals"], partitions_def=daily)
     def downstream_fills() -> None:
         raise AssertionError("a blocking check failed; this must never run")
 
-    result = run([corrupted_signals, downstream_fills, *signals_checks], ledger, tmp_path, raise_on_error=False)
-    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert evaluations["signals_within_cash"] is False
-    assert evaluations["signals_min_order"] and evaluations["signals_one_order_per_market"]
+    stand_ins = [stand_in(k, f) for k, f in upstream().items()]
+    result = run([*stand_ins, signals, downstream_fills], ledger, tmp_path, raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    cash = evaluations["signals_within_cash"]
+    assert (cash.passed, cash.severity, cash.blocking) == (False, dg.AssetCheckSeverity.ERROR, True)
+    assert cash.metadata["markets"].value == "KRW-BTC, KRW-ETH" and cash.metadata["count"].value == 2
+    assert all(e.passed for name, e in evaluations.items() if name != "signals_within_cash")
     assert not result.success
-    # Only the check failed: the downstream step, which would raise if it ran, never started.
-    assert result.get_failed_step_keys() == {"signals_signals_within_cash"}
+    # Dagster stores the materialisation (and the value) before a failed blocking check fails the
+    # step; what it guarantees is that nothing downstream of the step runs.
+    assert result.get_failed_step_keys() == {"signals"}
+    assert result.asset_materializations_for_node("signals")
+    assert (tmp_path / "storage" / "signals" / f"{DAY}.parquet").is_file()
     assert not result.is_node_success("downstream_fills")
     assert result.asset_materializations_for_node("downstream_fills") == []
 
@@ -230,15 +240,19 @@ def test_each_check_catches_its_own_corruption(ledger: TradingLedger, tmp_path: 
     assert kelly_outside_cap(good, config.kelly_multiplier, config.max_position_fraction).empty
     assert len(kelly_outside_cap(good.assign(kelly_fraction=0.2), 0.5, 0.10)) == 3
     assert len(kelly_outside_cap(good.assign(kelly_fraction=-0.01), 0.5, 0.10)) == 3
-    # Invoked directly, as a Dagster check function, on the overspending frame.
-    direct = signals_within_cash(ledger=ledger, signals=good.assign(krw_amount=cash))
-    assert direct.passed is False
+    # As the asset reports them: each failing check names the markets it found.
+    decision = config.decide(upstream()["strategy_stats"])
+    results = {r.check_name: r for r in signal_checks(buy_and_sell.assign(krw_amount=cash), cash, config, decision)}
+    assert {name for name, r in results.items() if not r.passed} == {
+        "signals_within_cash", "signals_one_order_per_market"}  # fmt: skip
+    assert results["signals_one_order_per_market"].metadata["markets"].value == "KRW-STORJ"
+    assert results["signals_within_cash"].metadata["count"].value == 3
 
 
 def test_the_kelly_check_holds_the_plan_to_the_config_the_run_used(ledger: TradingLedger, tmp_path: Path) -> None:
     config = {"kelly_multiplier": 1.0, "max_position_fraction": 0.2}  # full Kelly 0.175, under a 0.2 cap
     result = run(
-        [*(stand_in(k, f) for k, f in upstream().items()), signals, *signals_checks],
+        [*(stand_in(k, f) for k, f in upstream().items()), signals],
         ledger,
         tmp_path,
         run_config={"ops": {"signals": {"config": config}}},
@@ -246,8 +260,12 @@ def test_the_kelly_check_holds_the_plan_to_the_config_the_run_used(ledger: Tradi
     assert all(e.passed for e in result.get_asset_check_evaluations())
     orders = result.asset_value("signals")
     assert orders["kelly_fraction"].tolist() == pytest.approx([0.175] * 3)
-    # The same rows would break the default half-Kelly, 10% cap: the check reads the run, not a constant.
+    # The same rows break the default half-Kelly, 10% cap: the check reads the asset's own config object.
     assert len(kelly_outside_cap(orders, 0.5, 0.10)) == 3
+    defaults = SignalsConfig()
+    checks = signal_checks(orders, ledger.cash_krw(), defaults, defaults.decide(upstream()["strategy_stats"]))
+    kelly = next(r for r in checks if r.check_name == "signals_kelly_within_cap")
+    assert not kelly.passed and kelly.metadata["markets"].value == "KRW-BTC, KRW-ETH, KRW-STORJ"
 
 
 def test_highest_price_is_derived_from_closes_since_entry_up_to_d() -> None:

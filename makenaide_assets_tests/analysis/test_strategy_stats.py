@@ -4,24 +4,23 @@ The fills here are ledger bookings written by hand (the ledger tests do the same
 made up: `signals` runs on the recorded sample's prices through test_signals' upstream frames.
 """
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from makenaide_assets.analysis.signals import signals, signals_checks, signals_selector_honoured
-from makenaide_assets.analysis.strategy_stats import (
-    consistency_problems,
-    stats_frame,
-    strategy_stats,
-    strategy_stats_checks,
-)
-from makenaide_assets.partitions import daily
+from makenaide_assets.analysis import signals as signals_module
+from makenaide_assets.analysis import strategy_stats as stats_module
+from makenaide_assets.analysis.signals import signals
+from makenaide_assets.analysis.strategy_stats import matches_ledger, stats_frame, strategy_stats
 from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
-from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.strategy.stats import in_window
 from makenaide_assets_tests.analysis.test_signals import DAY, stand_in, upstream
 
 
@@ -59,8 +58,9 @@ def test_counts_only_what_d_could_know_and_a_rerun_after_later_trades_agrees(
 ) -> None:
     round_trip(ledger, 1, "2023-10-01", "2023-10-05", 110.0)  # +10 %, known long before
     round_trip(ledger, 2, "2023-10-02", "2023-10-09", 95.0)  # -5 %, ordered D-1, filled as D opens
-    first = materialise([strategy_stats, *strategy_stats_checks], ledger, tmp_path, "2023-10-10")
-    assert all(e.passed for e in first.get_asset_check_evaluations())
+    first = materialise([strategy_stats], ledger, tmp_path, "2023-10-10")
+    [evaluation] = first.get_asset_check_evaluations()
+    assert evaluation.passed and evaluation.metadata["trades_in_ledger"].value == 2
     row = first.asset_value("strategy_stats").iloc[0]
     assert (row["trades"], row["wins"], row["losses"]) == (2, 1, 1)
     assert row["payoff_ratio"] == pytest.approx((1100 - 0.55 - 1000.5) / 1000.5 / ((1000.5 - 950 + 0.475) / 1000.5))
@@ -69,30 +69,50 @@ def test_counts_only_what_d_could_know_and_a_rerun_after_later_trades_agrees(
     # Later trading: D's own sell (filled at D's close) and a later one. A re-run of D is unchanged.
     round_trip(ledger, 3, "2023-10-03", "2023-10-10", 130.0)
     round_trip(ledger, 4, "2023-10-11", "2023-10-15", 80.0)
-    again = materialise([strategy_stats, *strategy_stats_checks], ledger, tmp_path, "2023-10-10")
+    again = materialise([strategy_stats], ledger, tmp_path, "2023-10-10")
     assert all(e.passed for e in again.get_asset_check_evaluations())
     pd.testing.assert_frame_equal(again.asset_value("strategy_stats"), first.asset_value("strategy_stats"))
     day_before = stats_frame(ledger.closed_trades(), "2023-10-09", 365).iloc[0]
     assert day_before["trades"] == 1 and day_before["trades_known"] == 1
 
 
-def test_each_check_catches_its_own_corruption(ledger: TradingLedger, tmp_path: Path) -> None:
+def test_the_ledger_check_names_trades_the_statistics_should_not_have_counted(
+    ledger: TradingLedger, tmp_path: Path
+) -> None:
     round_trip(ledger, 1, "2023-10-01", "2023-10-05", 110.0)
-    round_trip(ledger, 2, "2023-10-02", "2023-10-12", 90.0)
-    honest = stats_frame(ledger.closed_trades(), "2023-10-10", 365)
-    leaked = stats_frame(ledger.closed_trades(), "2023-10-13", 365).assign(date="2023-10-10")
-    assert consistency_problems(honest, "2023-10-10") == []
-    assert any("after" in p or "ordered on" in p for p in consistency_problems(leaked, "2023-10-10"))
-    assert consistency_problems(honest.assign(wins=2), "2023-10-10")
-    assert consistency_problems(pd.concat([honest, honest]), "2023-10-10") == ["2 rows instead of one"]
+    round_trip(ledger, 2, "2023-10-02", "2023-10-12", 90.0)  # sold after D: D cannot know it
+    closed = ledger.closed_trades()
+    honest_window = in_window(closed, "2023-10-10", 365)
+    honest = stats_frame(closed, "2023-10-10", 365)
+    assert matches_ledger(honest, honest_window, ledger, "2023-10-10", 365).passed
+    # A filter that let the later sale through, and one that lost the earlier one.
+    leaked = in_window(closed, "2023-10-13", 365)
+    result = matches_ledger(stats_frame(closed, "2023-10-13", 365), leaked, ledger, "2023-10-10", 365)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["markets"].value == "KRW-T2"
+    assert result.metadata["counted_but_not_in_ledger"].value == "KRW-T2 sold 2023-10-12"
+    lost = matches_ledger(honest.assign(trades=0), honest_window.iloc[0:0], ledger, "2023-10-10", 365)
+    assert not lost.passed and lost.metadata["not_counted"].value == "KRW-T1 sold 2023-10-05"
+    # Right trades, wrong totals (the row and the trades disagree).
+    assert not matches_ledger(honest.assign(total_pnl_krw=1.0), honest_window, ledger, "2023-10-10", 365).passed
 
-    @dg.asset(name="strategy_stats", partitions_def=daily)
-    def optimistic() -> pd.DataFrame:
-        return honest.assign(win_rate=0.9)  # consistent-looking, but not what the ledger says
 
-    result = materialise([optimistic, *strategy_stats_checks], ledger, tmp_path, "2023-10-10", raise_on_error=False)
-    outcomes = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert outcomes == {"strategy_stats_consistent": True, "strategy_stats_matches_ledger": False}
+def test_an_off_by_one_filter_fails_the_blocking_check_and_signals_never_run(
+    ledger: TradingLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    round_trip(ledger, 1, "2023-10-01", "2023-10-05", 110.0)
+    round_trip(ledger, 2, "2023-10-03", DAY, 130.0)  # sold on D itself: D's plan cannot know it
+
+    def through_d(closed: pd.DataFrame, partition_key: str, window_days: int) -> pd.DataFrame:
+        return closed[closed["partition_key"].astype(str) <= partition_key]  # `<=` where `<` belongs
+
+    monkeypatch.setattr(stats_module, "in_window", through_d)
+    frames = [stand_in(k, f) for k, f in upstream().items() if k != "strategy_stats"]
+    result = materialise([*frames, strategy_stats, signals], ledger, tmp_path, DAY, raise_on_error=False)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["markets"].value == "KRW-T2"
+    assert result.get_failed_step_keys() == {"strategy_stats"}
+    assert not result.asset_materializations_for_node("signals")
 
 
 def closed_history(ledger: TradingLedger, wins: int, losses: int) -> None:
@@ -106,7 +126,7 @@ def closed_history(ledger: TradingLedger, wins: int, losses: int) -> None:
 def plan(ledger: TradingLedger, tmp_path: Path, config: dict | None = None) -> dg.ExecuteInProcessResult:
     frames = [stand_in(k, f) for k, f in upstream().items() if k != "strategy_stats"]
     run_config = {"ops": {"signals": {"config": config}}} if config else None
-    assets = [*frames, strategy_stats, signals, *signals_checks, *strategy_stats_checks]
+    assets = [*frames, strategy_stats, signals]
     result = materialise(assets, ledger, tmp_path, DAY, run_config=run_config)
     assert all(e.passed for e in result.get_asset_check_evaluations())
     return result
@@ -146,14 +166,21 @@ def test_a_losing_record_sizes_entries_at_the_floor_or_stops_them(ledger: Tradin
     assert ("KRW-BTC", "buy") in {row[:2] for row in rows if row[2].startswith("selector stop: win rate 36%")}
 
 
-def test_the_selector_check_recomputes_the_evidence_from_the_ledger(ledger: TradingLedger, tmp_path: Path) -> None:
-    fallback = plan(ledger, tmp_path / "empty").asset_value("signals")  # sized with no history: 8.75 %
-    closed_history(ledger, wins=8, losses=14)  # the ledger now says: floor at 2 %
+def test_the_selector_check_catches_a_plan_that_ignores_the_floor(
+    ledger: TradingLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed_history(ledger, wins=8, losses=14)  # the evidence says: floor at 2 %
+    planner = signals_module.plan_signals
 
-    @dg.asset(name="signals", partitions_def=daily)
-    def stale_signals() -> pd.DataFrame:
-        return fallback
+    def unfloored_planner(**kwargs: Any) -> Any:  # a planner that forgot the selector's cap
+        return planner(**{**kwargs, "params": replace(kwargs["params"], max_position_fraction=0.10)})
 
-    result = materialise([stale_signals, signals_selector_honoured], ledger, tmp_path, DAY, raise_on_error=False)
-    [evaluation] = result.get_asset_check_evaluations()
-    assert evaluation.passed is False and evaluation.metadata["markets"].value == ["KRW-BTC"]
+    monkeypatch.setattr(signals_module, "plan_signals", unfloored_planner)
+    frames = [stand_in(k, f) for k, f in upstream().items() if k != "strategy_stats"]
+    result = materialise([*frames, strategy_stats, signals], ledger, tmp_path, DAY, raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    selector = evaluations["signals_selector_honoured"]
+    assert not selector.passed and selector.metadata["markets"].value == "KRW-BTC"
+    assert "selector floor: win rate 36%" in selector.metadata["decision"].value
+    assert evaluations["strategy_stats_matches_ledger"].passed and evaluations["signals_kelly_within_cap"].passed
+    assert result.get_failed_step_keys() == {"signals"}

@@ -1,14 +1,15 @@
 """signals_sensor after a backfill: one trading run per partition with signals, none otherwise, none twice."""
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from makenaide_assets.analysis.signals import signals_checks
+from makenaide_assets.analysis import signals as signals_module
 from makenaide_assets.definitions import build_defs
-from makenaide_assets.partitions import daily
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.trading.sensors import signals_sensor
 
@@ -71,28 +72,28 @@ def test_skips_name_the_partition_without_signals(backfilled) -> None:
     assert "2023-12-08: no signals" in result.skip_message
 
 
-def test_signals_whose_blocking_checks_failed_are_not_traded(backfilled) -> None:
-    defs, instance, _ = backfilled
+def test_signals_whose_blocking_checks_failed_are_not_traded(backfilled, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The day's analysis with a planner that overspends: the in-asset check fails, the value is
+    stored anyway, and the sensor reads the failed evaluation from the run and does not trade it."""
+    defs, instance, var = backfilled
     cursor = str(instance.fetch_materializations(dg.AssetKey("signals"), limit=1).records[0].storage_id)
-    overspend = pd.DataFrame(
-        [{"market": "KRW-BTC", "side": "buy", "price": 50_000_000.0, "krw_amount": 1e12, "volume": float("nan"),
-          "reason": "corrupted", "kelly_fraction": 0.05}]
-    )  # fmt: skip
+    a_real_buy = pd.read_parquet(var / "storage" / "signals" / f"{WITH_SIGNALS[-1]}.parquet")
+    planner = signals_module.plan_signals
 
-    @dg.asset(name="signals", partitions_def=daily, metadata={"signal_count": 1})
-    def corrupted() -> dg.MaterializeResult:
-        return dg.MaterializeResult(value=overspend, metadata={"signal_count": 1})
+    def overspending_planner(**kwargs: Any) -> Any:
+        return replace(planner(**kwargs), orders=a_real_buy.assign(krw_amount=a_real_buy["krw_amount"] * 1e4))
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MAKENAIDE_VAR", str(backfilled[2]))
-        result = dg.materialize(
-            [corrupted, *signals_checks],
-            partition_key="2023-12-09",
-            instance=instance,
-            resources=dict(defs.resources),
-            raise_on_error=False,
-        )
-    assert any(not e.passed for e in result.get_asset_check_evaluations())
+    monkeypatch.setattr(signals_module, "plan_signals", overspending_planner)
+    monkeypatch.setenv("MAKENAIDE_VAR", str(var))
+    result = defs.resolve_job_def("analysis_job").execute_in_process(
+        partition_key="2023-12-09", instance=instance, raise_on_error=False
+    )
+    assert not result.success and result.get_failed_step_keys() == {"signals"}
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.check_name, e.blocking) for e in failed] == [("signals_within_cash", True)]
+    [materialization] = result.asset_materializations_for_node("signals")
+    assert materialization.metadata["signal_count"].value == 1
+
     decision = tick(defs, instance, cursor)
     assert not decision.run_requests
-    assert "2023-12-09: blocking signals checks failed" in decision.skip_message
+    assert "2023-12-09: blocking signals checks failed (signals_within_cash); not trading" in decision.skip_message
