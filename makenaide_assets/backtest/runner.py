@@ -74,14 +74,15 @@ def prepare_workdir(workdir: Path, spec: BacktestSpec) -> None:
 def sandbox_resources(spec: BacktestSpec) -> dict[str, Any]:
     """Demo mode's resources, pointed into the workdir. Always the rules analyst: GPT over hundreds
     of days would spend up to the per-partition budget each day and would not be reproducible."""
+    ledger = TradingLedger(url=f"sqlite:///{spec.workdir / 'ledger.sqlite'}", initial_cash_krw=spec.initial_cash_krw)
+    market_data = ReplayMarketData(replay_dir=spec.replay_dir)
     return {
         **resources_for("demo", has_openai_key=False),
         "io_manager": ParquetIOManager(base_path=str(spec.workdir / "storage")),
-        "ledger": TradingLedger(
-            url=f"sqlite:///{spec.workdir / 'ledger.sqlite'}", initial_cash_krw=spec.initial_cash_krw
-        ),
-        "market_data": ReplayMarketData(replay_dir=spec.replay_dir),
-        "broker": PaperBroker(),
+        "ledger": ledger,
+        "market_data": market_data,
+        # The sandbox's own ledger and prices: the demo broker's would book into the user's ledger.
+        "broker": PaperBroker(ledger=ledger, market_data=market_data),
     }
 
 

@@ -1,7 +1,14 @@
 """Brokers turn `signals` rows into ledger orders and fills; `PaperBroker` simulates the exchange.
 
-`Broker.execute(orders, partition_key, ledger, market_data, log)` runs, per signal row (sells
-first, so cash freed by a sale can pay for a buy):
+A broker holds the ledger it books into (and the paper broker the market data it fills from) as
+Dagster nested resources, wired in `modes.resources_for` to the same objects as the top-level
+`ledger` and `market_data`. Dagster initialises a nested resource separately from the top-level
+one, so in a run the broker's ledger is its own copy with its own engine on the same database;
+that is safe because the ledger keeps nothing in memory but the engine: every read goes to the
+database and every write is one committed transaction.
+
+`Broker.execute(orders, partition_key, log)` runs, per signal row (sells first, so cash freed by
+a sale can pay for a buy):
 
 1. identifier = `identifier_for_signal(partition_key, row)` (deterministic, see ledger.py);
 2. already `done` / `rejected` / `failed` in the ledger -> nothing is sent again;
@@ -10,8 +17,8 @@ first, so cash freed by a sale can pay for a buy):
 4. otherwise plan it: not sendable -> a `skipped` row with the reason; else record the intent
    as `pending` (own transaction), submit, and book fill + position + cash in ONE transaction.
 
-It returns `ledger.fills_for_partition(partition_key)`: every order of the partition, so a re-run
-adds nothing and still shows the day's fills.
+It returns `self.ledger.fills_for_partition(partition_key)`: every order of the partition, so a
+re-run adds nothing and still shows the day's fills.
 """
 
 import math
@@ -21,6 +28,7 @@ from typing import Any, Protocol
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
 from makenaide_assets.resources.ledger import schema as t
@@ -29,6 +37,8 @@ from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 
 ENTRY_SIDES = ("buy", "add")
+# Paper fills trade this much worse than the first price after the close, always against us.
+PAPER_SLIPPAGE_BPS = 10.0
 
 
 class Log(Protocol):
@@ -59,6 +69,8 @@ class OrderPlan:
 class Broker(dg.ConfigurableResource, ABC):
     """Executes order intents against an exchange (real or simulated), booking every step in the ledger."""
 
+    ledger: TradingLedger = Field(description="where every order, fill, position and cash movement is booked")
+
     @property
     @abstractmethod
     def name(self) -> str:
@@ -67,17 +79,14 @@ class Broker(dg.ConfigurableResource, ABC):
     def describe(self) -> str:
         return self.name
 
-    def execute(
-        self, orders: pd.DataFrame, partition_key: str, ledger: TradingLedger, market_data: MarketData, log: Log
-    ) -> pd.DataFrame:
+    def execute(self, orders: pd.DataFrame, partition_key: str, log: Log) -> pd.DataFrame:
         self._start(log)
         for signal in _in_execution_order(orders):
-            self._execute_one(signal, partition_key, ledger, market_data, log)
-        return ledger.fills_for_partition(partition_key)
+            self._execute_one(signal, partition_key, log)
+        return self.ledger.fills_for_partition(partition_key)
 
-    def _execute_one(
-        self, signal: dict, partition_key: str, ledger: TradingLedger, market_data: MarketData, log: Log
-    ) -> None:
+    def _execute_one(self, signal: dict, partition_key: str, log: Log) -> None:
+        ledger = self.ledger
         identifier = identifier_for_signal(partition_key, signal)
         existing = ledger.order(identifier)
         if existing is not None and existing["status"] in (t.DONE, t.REJECTED, t.FAILED):
@@ -85,9 +94,9 @@ class Broker(dg.ConfigurableResource, ABC):
             return
         if existing is not None and existing["status"] in t.UNRESOLVED:
             log.warning(f"{identifier}: left {existing['status']} by an earlier run; resolving it before anything else")
-            self._resolve(existing, ledger, market_data, log)
+            self._resolve(existing, log)
             return
-        plan = self._plan(signal, identifier, partition_key, ledger, market_data)
+        plan = self._plan(signal, identifier, partition_key)
         intent = dict(
             partition_key=partition_key,
             market=signal["market"],
@@ -120,11 +129,9 @@ class Broker(dg.ConfigurableResource, ABC):
             log.warning(f"{identifier}: {plan.note}")
         order = ledger.order(identifier)
         assert order is not None  # recorded just above
-        self._submit(order, ledger, market_data, log)
+        self._submit(order, log)
 
-    def _plan(
-        self, signal: dict, identifier: str, partition_key: str, ledger: TradingLedger, market_data: MarketData
-    ) -> OrderPlan | Skip:
+    def _plan(self, signal: dict, identifier: str, partition_key: str) -> OrderPlan | Skip:
         """Checks every broker shares; `_adjust` adds what the particular exchange needs."""
         market, side = str(signal["market"]), str(signal["side"])
         if side in ENTRY_SIDES:
@@ -133,7 +140,7 @@ class Broker(dg.ConfigurableResource, ABC):
                 return Skip("no_amount", f"{side} signal without a positive krw_amount ({signal.get('krw_amount')!r})")
             if krw < MIN_ORDER_KRW:
                 return Skip("under_min_total", f"{krw:,.0f} KRW is below Upbit's minimum order of {MIN_ORDER_KRW:,.0f}")
-            done = ledger.fills_for_partition(partition_key)
+            done = self.ledger.fills_for_partition(partition_key)
             entered = done["side"].isin(ENTRY_SIDES) & (done["status"] == t.DONE)
             earlier = done[entered & (done["market"] == market) & (done["identifier"] != identifier)]
             if not earlier.empty:
@@ -144,7 +151,7 @@ class Broker(dg.ConfigurableResource, ABC):
             volume = _number(signal.get("volume"))
             if volume is None or volume <= 0:
                 return Skip("no_volume", f"sell signal without a positive volume ({signal.get('volume')!r})")
-            positions = ledger.open_positions().set_index("market")
+            positions = self.ledger.open_positions().set_index("market")
             if market not in positions.index:
                 return Skip("no_position", f"the ledger holds no {market}")
             volume = round_volume(min(volume, float(positions.at[market, "volume"])))
@@ -153,35 +160,29 @@ class Broker(dg.ConfigurableResource, ABC):
             plan = OrderPlan(krw_amount=None, volume=volume)
         else:
             return Skip("unknown_side", f"side {side!r} is not buy, add or sell")
-        return self._adjust(plan, market, side, partition_key, ledger, market_data)
+        return self._adjust(plan, market, side, partition_key)
 
     def _start(self, log: Log) -> None:
         """Called once per execute(); a live broker refuses here when it must not trade."""
 
-    def _adjust(
-        self,
-        plan: OrderPlan,
-        market: str,
-        side: str,
-        partition_key: str,
-        ledger: TradingLedger,
-        market_data: MarketData,
-    ) -> OrderPlan | Skip:
+    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
         return plan
 
     @abstractmethod
-    def _submit(self, order: dict, ledger: TradingLedger, market_data: MarketData, log: Log) -> None:
+    def _submit(self, order: dict, log: Log) -> None:
         """Send a `pending` order and book its outcome (fill, rejection) in the ledger."""
 
     @abstractmethod
-    def _resolve(self, order: dict, ledger: TradingLedger, market_data: MarketData, log: Log) -> None:
+    def _resolve(self, order: dict, log: Log) -> None:
         """Finish an order an earlier run left `pending` or `submitted`, without ordering twice."""
 
 
 class PaperBroker(Broker):
-    """Fills at the first tradable price after the partition closed, plus slippage, minus 0.05% fee."""
+    """Fills at the first tradable price after the partition closed, plus slippage, minus Upbit's fee."""
 
-    slippage_bps: float = 10.0
+    # The paper exchange is the market data: its prices are the fills. The live broker has none.
+    market_data: MarketData = Field(description="first traded price after the close, for each fill")
+    slippage_bps: float = PAPER_SLIPPAGE_BPS
     fee_rate: float = FEE_RATE
 
     @property
@@ -191,26 +192,18 @@ class PaperBroker(Broker):
     def describe(self) -> str:
         return f"paper (slippage {self.slippage_bps:g} bps, fee {self.fee_rate:.2%})"
 
-    def _adjust(
-        self,
-        plan: OrderPlan,
-        market: str,
-        side: str,
-        partition_key: str,
-        ledger: TradingLedger,
-        market_data: MarketData,
-    ) -> OrderPlan | Skip:
-        quote = self._fill_price(market, side, partition_key, market_data)
+    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
+        quote = self._fill_price(market, side, partition_key)
         if quote is None:
             after = partition_close(partition_key)
-            return Skip("no_price", f"no {market} price at or after {after} in {market_data.describe()}")
+            return Skip("no_price", f"no {market} price at or after {after} in {self.market_data.describe()}")
         if plan.volume is not None:
             value = plan.volume * quote[1]
             if value < MIN_ORDER_KRW:
                 return Skip("under_min_total", f"{plan.volume} {market} is worth {value:,.0f} KRW, below the minimum")
             return plan
         assert plan.krw_amount is not None
-        cash = ledger.cash_krw()
+        cash = self.ledger.cash_krw()
         affordable = math.floor(cash / (1 + self.fee_rate))
         if plan.krw_amount <= affordable:
             return plan
@@ -223,10 +216,8 @@ class PaperBroker(Broker):
             note=f"buy reduced from {plan.krw_amount:,.0f} to {affordable:,.0f} KRW, what the cash pays with the fee",
         )
 
-    def _fill_price(
-        self, market: str, side: str, partition_key: str, market_data: MarketData
-    ) -> tuple[pd.Timestamp, float] | None:
-        quote = market_data.first_price_after(market, partition_close(partition_key))
+    def _fill_price(self, market: str, side: str, partition_key: str) -> tuple[pd.Timestamp, float] | None:
+        quote = self.market_data.first_price_after(market, partition_close(partition_key))
         if quote is None:
             return None
         at, price = quote
@@ -234,9 +225,9 @@ class PaperBroker(Broker):
         # Slippage always works against us: buys pay more, sells receive less.
         return at, price * (1 + slip) if side in ENTRY_SIDES else price * (1 - slip)
 
-    def _submit(self, order: dict, ledger: TradingLedger, market_data: MarketData, log: Log) -> None:
-        identifier = order["identifier"]
-        quote = self._fill_price(order["market"], order["side"], order["partition_key"], market_data)
+    def _submit(self, order: dict, log: Log) -> None:
+        ledger, identifier = self.ledger, order["identifier"]
+        quote = self._fill_price(order["market"], order["side"], order["partition_key"])
         if quote is None:
             ledger.close_order(identifier, t.SKIPPED, "no_price", f"no {order['market']} price after the close")
             log.warning(f"{identifier}: skipped: no price")
@@ -253,9 +244,9 @@ class PaperBroker(Broker):
         what = f"{order['side']} {volume} {order['market']} at {price:,.4f}"
         log.info(f"{identifier}: paper {what} = {fill['krw_value']:,.0f} KRW")
 
-    def _resolve(self, order: dict, ledger: TradingLedger, market_data: MarketData, log: Log) -> None:
+    def _resolve(self, order: dict, log: Log) -> None:
         # The paper exchange is the replayed price: the recorded intent fills the same way again.
-        self._submit(order, ledger, market_data, log)
+        self._submit(order, log)
 
     def _on_submitted(self, identifier: str) -> None:
         """Between "the exchange has it" and "the ledger booked it": where a crash hurts most."""

@@ -10,7 +10,7 @@ from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.ledger import TradingLedger
-from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.resources.thresholds import UniverseThresholds
 from makenaide_assets.resources.upbit_broker import UpbitBroker
@@ -28,30 +28,35 @@ def _analyst(mode: settings.Mode, has_openai_key: bool) -> Analyst:
 
 
 def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any]:
+    # One ledger and one market data object, given to the assets and nested in the broker, so the
+    # broker books into the ledger the assets read and fills at the prices they see.
+    ledger = TradingLedger(url=settings.ledger_url())
     common: dict[str, Any] = {
         "io_manager": ParquetIOManager(base_path=settings.storage_root()),
-        "ledger": TradingLedger(url=settings.ledger_url()),
+        "ledger": ledger,
         "analyst": _analyst(mode, has_openai_key),
         "notifier": Notifier(),
         "blacklist": Blacklist(),
     }
     if mode == "demo":
+        market_data: MarketData = ReplayMarketData(replay_dir=settings.replay_dir())
         return {
             **common,
-            "market_data": ReplayMarketData(replay_dir=settings.replay_dir()),
+            "market_data": market_data,
             "universe_thresholds": UniverseThresholds(min_months=DEMO_MIN_MONTHS),
-            "broker": PaperBroker(),
+            "broker": PaperBroker(ledger=ledger, market_data=market_data),
         }
     # Candles kept under MAKENAIDE_VAR: a daily run then asks Upbit only for what closed since the last
     # one (about one request per market, benchmarks/daily_fetch.py), not 400 days of every market.
     market_data = UpbitMarketData(store_dir=str(settings.var_dir() / "candles"))
     live_data = {"market_data": market_data, "universe_thresholds": UniverseThresholds()}
     if mode == "paper":
-        return {**common, **live_data, "broker": PaperBroker()}
+        return {**common, **live_data, "broker": PaperBroker(ledger=ledger, market_data=market_data)}
     return {
         **common,
         **live_data,
         "broker": UpbitBroker(
+            ledger=ledger,
             access_key=dg.EnvVar("UPBIT_ACCESS_KEY"),
             secret_key=dg.EnvVar("UPBIT_SECRET_KEY"),
             live_confirm=dg.EnvVar("MAKENAIDE_LIVE_CONFIRM"),

@@ -20,10 +20,16 @@ import pandas as pd
 from pydantic import Field, PrivateAttr
 
 from makenaide_assets.resources.broker import ENTRY_SIDES, Broker, Log, OrderOutcomeUnknown, OrderPlan, Skip
-from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.ledger import schema as t
-from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.upbit_exchange import UpbitApiError, UpbitExchange, UpbitUnavailable
+from makenaide_assets.resources.upbit_retry import (
+    BACKOFF_BASE_S,
+    MAX_BACKOFF_S,
+    MAX_RETRIES,
+    TIMEOUT_S,
+    UPBIT_API_URL,
+    RetryPolicy,
+)
 from makenaide_assets.strategy.calendar import partition_close, utc_now_naive
 from makenaide_assets.strategy.ticks import api_number
 
@@ -40,10 +46,13 @@ class UpbitBroker(Broker):
     access_key: str = Field(default="", repr=False, description="UPBIT_ACCESS_KEY")
     secret_key: str = Field(default="", repr=False, description="UPBIT_SECRET_KEY")
     live_confirm: str = Field(default="", description='MAKENAIDE_LIVE_CONFIRM; must be "yes"')
-    base_url: str = "https://api.upbit.com"
-    timeout_s: float = 10.0
-    max_retries: int = 4
-    backoff_s: float = 0.5
+    base_url: str = UPBIT_API_URL
+    timeout_s: float = TIMEOUT_S
+    # Retries of what cannot order twice: GETs, and 429s (Upbit did not process the request). An
+    # order POST without a trustworthy answer is looked up by its identifier instead (`_send`).
+    max_retries: int = MAX_RETRIES
+    backoff_base_s: float = BACKOFF_BASE_S
+    max_backoff_s: float = MAX_BACKOFF_S
     poll_attempts: int = 10
     poll_interval_s: float = 0.5
     # A backfill of old partitions must not buy today on last month's signal.
@@ -80,8 +89,7 @@ class UpbitBroker(Broker):
                 secret_key=self.secret_key,
                 base_url=self.base_url,
                 timeout_s=self.timeout_s,
-                max_retries=self.max_retries,
-                backoff_s=self.backoff_s,
+                retry=RetryPolicy(self.max_retries, self.backoff_base_s, self.max_backoff_s),
             )
         return self._exchange
 
@@ -89,15 +97,7 @@ class UpbitBroker(Broker):
         self._check_allowed()
         self._preflight_done = False
 
-    def _adjust(
-        self,
-        plan: OrderPlan,
-        market: str,
-        side: str,
-        partition_key: str,
-        ledger: TradingLedger,
-        market_data: MarketData,
-    ) -> OrderPlan | Skip:
+    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
         age_h = (pd.Timestamp(utc_now_naive()) - partition_close(partition_key)) / pd.Timedelta(hours=1)
         if age_h > self.max_signal_age_hours:
             return Skip("stale_signal", f"partition {partition_key} closed {age_h:.0f} h ago; live orders are same-day")
@@ -118,7 +118,7 @@ class UpbitBroker(Broker):
             amounts = {"side": "ask", "ord_type": "market", "volume": api_number(order["volume"])}
         return {"market": order["market"], **amounts, "identifier": order["identifier"]}
 
-    def _submit(self, order: dict, ledger: TradingLedger, market_data: MarketData, log: Log) -> None:
+    def _submit(self, order: dict, log: Log) -> None:
         body = self._body(order)
         if not self._preflight_done:
             # Without the identifier: a test order must not spend the real order's identifier.
@@ -129,43 +129,43 @@ class UpbitBroker(Broker):
                 if exc.status in (401, 403):
                     # Keys or permissions, not this order: stop before anything is sent.
                     raise LiveTradingRefused(f"Upbit refused the pre-flight test order: {exc.name}") from None
-                self._reject(order, exc, ledger, log, "pre-flight POST /v1/orders/test refused it: ")
+                self._reject(order, exc, log, "pre-flight POST /v1/orders/test refused it: ")
                 return
             self._preflight_done = True
-        self._send(order, body, ledger, log, resent=False)
+        self._send(order, body, log, resent=False)
 
-    def _send(self, order: dict, body: dict, ledger: TradingLedger, log: Log, *, resent: bool) -> None:
+    def _send(self, order: dict, body: dict, log: Log, *, resent: bool) -> None:
         identifier = order["identifier"]
         try:
             answer = self._client().post("/v1/orders", body)
         except UpbitApiError as exc:
             found = self._lookup(identifier) if resent else None
             if found is None:
-                self._reject(order, exc, ledger, log, "")
+                self._reject(order, exc, log, "")
             else:
-                self._finish(order, found, ledger, log)
+                self._finish(order, found, log)
             return
         except UpbitUnavailable as exc:
             log.warning(f"{identifier}: {exc}; looking the identifier up before deciding anything")
             found = self._lookup(identifier)
             if found is not None:
-                self._finish(order, found, ledger, log)
+                self._finish(order, found, log)
                 return
             if resent:
                 raise OrderOutcomeUnknown(f"{identifier}: resent without a trustworthy answer; left pending") from None
             log.warning(
                 f"{identifier}: Upbit does not know it, so it never arrived; resending with the same identifier"
             )
-            self._send(order, body, ledger, log, resent=True)
+            self._send(order, body, log, resent=True)
             return
-        self._finish(order, answer, ledger, log)
+        self._finish(order, answer, log)
 
-    def _resolve(self, order: dict, ledger: TradingLedger, market_data: MarketData, log: Log) -> None:
+    def _resolve(self, order: dict, log: Log) -> None:
         identifier = order["identifier"]
         found = self._lookup(identifier)
         if found is not None:
             log.info(f"{identifier}: Upbit has it ({found.get('state')}); booking what it executed")
-            self._finish(order, found, ledger, log)
+            self._finish(order, found, log)
         elif order["status"] == t.SUBMITTED:
             raise OrderOutcomeUnknown(f"{identifier}: the ledger saw Upbit accept it, but Upbit cannot find it")
         else:
@@ -174,15 +174,13 @@ class UpbitBroker(Broker):
                 order["market"],
                 order["side"],
                 order["partition_key"],
-                ledger,
-                market_data,
             )
             if isinstance(plan, Skip):
-                ledger.close_order(identifier, t.SKIPPED, plan.name, plan.reason)
+                self.ledger.close_order(identifier, t.SKIPPED, plan.name, plan.reason)
                 log.warning(f"{identifier}: never reached Upbit and is now skipped ({plan.name}): {plan.reason}")
                 return
             log.warning(f"{identifier}: never reached Upbit; sending it now")
-            self._submit(order, ledger, market_data, log)
+            self._submit(order, log)
 
     def _lookup(self, identifier: str) -> dict | None:
         try:
@@ -194,8 +192,8 @@ class UpbitBroker(Broker):
         except UpbitUnavailable as exc:
             raise OrderOutcomeUnknown(f"{identifier}: cannot look it up: {exc}") from None
 
-    def _finish(self, order: dict, answer: dict, ledger: TradingLedger, log: Log) -> None:
-        identifier = order["identifier"]
+    def _finish(self, order: dict, answer: dict, log: Log) -> None:
+        ledger, identifier = self.ledger, order["identifier"]
         if answer.get("market") != order["market"]:
             raise OrderOutcomeUnknown(f"{identifier}: Upbit has it on {answer.get('market')}, not {order['market']}")
         current = ledger.order(identifier)
@@ -229,7 +227,6 @@ class UpbitBroker(Broker):
         )
         log.info(f"{identifier}: Upbit {order['side']} {volume} {order['market']} = {fill['krw_value']:,.0f} KRW")
 
-    @staticmethod
-    def _reject(order: dict, exc: UpbitApiError, ledger: TradingLedger, log: Log, prefix: str) -> None:
-        ledger.close_order(order["identifier"], t.REJECTED, exc.name, prefix + exc.message)
+    def _reject(self, order: dict, exc: UpbitApiError, log: Log, prefix: str) -> None:
+        self.ledger.close_order(order["identifier"], t.REJECTED, exc.name, prefix + exc.message)
         log.error(f"{order['identifier']}: rejected by Upbit: {exc.name}: {prefix}{exc.message}")

@@ -1,18 +1,36 @@
-"""Signed calls to Upbit's exchange API behind one retrying wrapper (cf. freqtrade's `@retrier`).
+"""Signed calls to Upbit's exchange API behind the retrying wrapper both Upbit clients share (`upbit_retry`).
 
 Only what the broker needs. Secrets live in this object, never in a message: errors carry the
 method, the path and Upbit's own error name and message, nothing from the request headers.
 """
 
 import hashlib
+import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlencode
 
 import jwt
 import requests
+
+from makenaide_assets.resources.upbit_retry import (
+    RETRYABLE,
+    TIMEOUT_S,
+    UPBIT_API_URL,
+    Blocked,
+    NoAnswer,
+    RateLimited,
+    Refused,
+    RetryPolicy,
+    ServerError,
+    UpbitCallFailed,
+    answer,
+    call_with_retries,
+    raise_for_failure,
+)
 
 # Upbit accepts HS256 and HS512. HS256: PyJWT warns when an HS512 key is under 64 bytes, and
 # Upbit secret keys are 40 characters.
@@ -37,15 +55,21 @@ def query_string(params: dict[str, Any]) -> str:
     return unquote(urlencode(params, doseq=True))
 
 
+# Methods Upbit executes at most once whatever the number of requests: a lost answer may be asked
+# again. A DELETE cancels the order it names once; a later one is refused (order not found).
+IDEMPOTENT_METHODS = frozenset({"GET", "DELETE"})
+
+
 @dataclass
 class UpbitExchange:
     access_key: str = field(repr=False)
     secret_key: str = field(repr=False)
-    base_url: str = "https://api.upbit.com"
-    timeout_s: float = 10.0
-    max_retries: int = 4
-    backoff_s: float = 0.5
+    base_url: str = UPBIT_API_URL
+    timeout_s: float = TIMEOUT_S
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     session: requests.Session = field(default_factory=requests.Session, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    jitter: Callable[[], float] = field(default=random.random, repr=False)
 
     def _authorization(self, params: dict[str, Any] | None) -> str:
         payload: dict[str, Any] = {"access_key": self.access_key, "nonce": str(uuid.uuid4())}
@@ -61,52 +85,48 @@ class UpbitExchange:
         return self._request("POST", path, body)
 
     def _request(self, method: str, path: str, params: dict[str, Any]) -> Any:
-        """One call with retries where a retry cannot change anything at the exchange.
+        """One call, retried only where a retry cannot change anything at the exchange.
 
-        429 means Upbit did not process the request, so it is retried with backoff for every
-        method. Timeouts and 5xx are retried only for GET: a POST that timed out may have been
-        executed, and only the broker (by looking the identifier up) may decide to send it again.
+        429 means Upbit did not process the request, so it is retried for every method. Timeouts and
+        5xx are retried only for idempotent methods: a POST that timed out may have been executed,
+        and only the broker (by looking the identifier up) may decide to send it again.
         """
         what = f"{method} {path}"
-        for attempt in range(self.max_retries + 1):
-            delay = self.backoff_s * 2**attempt
-            try:
-                response = self._send(method, path, params)
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                if method == "GET" and attempt < self.max_retries:
-                    time.sleep(delay)
-                    continue
-                raise UpbitUnavailable(f"{what}: no answer ({type(exc).__name__})") from None
-            status = response.status_code
-            if status == 429 and attempt < self.max_retries:
-                time.sleep(delay)
-                continue
-            if status in (418, 429):
-                raise UpbitUnavailable(f"{what}: rate limited (HTTP {status}) after {attempt + 1} attempts")
-            if status >= 500:
-                if method == "GET" and attempt < self.max_retries:
-                    time.sleep(delay)
-                    continue
-                raise UpbitUnavailable(f"{what}: HTTP {status} from Upbit")
-            if status >= 400:
-                name, message = _error_of(response)
-                raise UpbitApiError(status, name, message, what)
-            return response.json()
-        raise AssertionError("the loop either returns or raises")
+        retry_on = RETRYABLE if method in IDEMPOTENT_METHODS else (RateLimited,)
+        try:
+            response = call_with_retries(
+                lambda: raise_for_failure(answer(lambda: self._send(method, path, params))),
+                self.retry,
+                retry_on=retry_on,
+                sleep=self.sleep,
+                jitter=self.jitter,
+            )
+        # `from None` throughout: the chained exceptions would carry requests' own messages.
+        except Refused as failure:
+            name = failure.error_name or "unknown_error"
+            raise UpbitApiError(failure.status or 0, name, failure.error_message, what) from None
+        except Blocked:
+            raise UpbitUnavailable(f"{what}: Upbit has blocked this IP (HTTP 418); not retrying") from None
+        except NoAnswer as failure:
+            # The cause's type only: requests' messages carry the URL.
+            lost = type(failure.__cause__).__name__
+            raise UpbitUnavailable(f"{what}: no answer ({lost}) {_after(failure)}") from None
+        except RateLimited as failure:
+            raise UpbitUnavailable(f"{what}: rate limited (HTTP 429) {_after(failure)}") from None
+        except ServerError as failure:
+            raise UpbitUnavailable(f"{what}: HTTP {failure.status} from Upbit {_after(failure)}") from None
+        return response.json()
 
     def _send(self, method: str, path: str, params: dict[str, Any]) -> requests.Response:
+        # Signed per attempt: Upbit refuses a nonce it has seen, so a retry needs a new token.
         headers = {"Authorization": self._authorization(params), "Accept": "application/json"}
         url = self.base_url.rstrip("/") + path
-        if method == "GET":
-            # The URL carries exactly the string that was hashed.
-            return self.session.get(f"{url}?{query_string(params)}", headers=headers, timeout=self.timeout_s)
-        # POST bodies go as JSON; Upbit stopped supporting form bodies in 2022.
-        return self.session.post(url, json=params, headers=headers, timeout=self.timeout_s)
+        if method == "POST":
+            # POST bodies go as JSON; Upbit stopped supporting form bodies in 2022.
+            return self.session.post(url, json=params, headers=headers, timeout=self.timeout_s)
+        # GET and DELETE carry their parameters in the URL, exactly the string that was hashed.
+        return self.session.request(method, f"{url}?{query_string(params)}", headers=headers, timeout=self.timeout_s)
 
 
-def _error_of(response: requests.Response) -> tuple[str, str]:
-    try:
-        error = response.json().get("error") or {}
-        return str(error.get("name") or "unknown_error"), str(error.get("message") or "")
-    except (ValueError, AttributeError):
-        return "unparsed_error", response.text[:200]
+def _after(failure: UpbitCallFailed) -> str:
+    return f"after {failure.attempts} attempt{'s' if failure.attempts > 1 else ''}"

@@ -1,8 +1,9 @@
 """GET for Upbit's quotation REST API with a timeout, a per-group throttle and bounded retries.
 
-pyupbit's transport (`request_api._call_public_api`) cannot be given a timeout, so the requests
-are ours; pyupbit still parses the `Remaining-Req` header. Why pyupbit's own calls are not used
-is explained in `upbit_quotation`.
+Retries, backoff and what each answer means are `upbit_retry`'s, shared with the exchange client;
+the throttle is this module's. pyupbit's transport (`request_api._call_public_api`) cannot be given
+a timeout, so the requests are ours; pyupbit still parses the `Remaining-Req` header. Why pyupbit's
+own calls are not used is explained in `upbit_quotation`.
 """
 
 import math
@@ -17,10 +18,18 @@ import requests
 from pyupbit.errors import RemainingReqParsingError
 from pyupbit.request_api import _parse as parse_remaining_req
 
+from makenaide_assets.resources.upbit_retry import (
+    Blocked,
+    Refused,
+    RetryPolicy,
+    UpbitCallFailed,
+    answer,
+    call_with_retries,
+    excerpt,
+    raise_for_failure,
+)
 from makenaide_assets.strategy.candles import MalformedMarketData
 
-# Failures that say nothing about the request itself: worth another try after a pause.
-_TRANSIENT_ERRORS = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 # Upbit's documented rate-limit groups, until a `Remaining-Req` answer names the group itself.
 _DEFAULT_GROUPS = (("/v1/candles/", "candles"), ("/v1/ticker", "ticker"), ("/v1/market/", "market"))
 # Upbit counts requests per second: once a group has none left, its next second starts later.
@@ -52,7 +61,7 @@ class UpbitRequestError(RuntimeError):
         super().__init__(message)
         self.path = path
         self.subject = subject
-        self.status = status
+        self.status = status  # the last HTTP status; None when no answer came
         self.attempts = attempts
         # Upbit's `error.name` when the answer was Upbit's JSON error shape, else "".
         self.error_name = error_name
@@ -70,19 +79,15 @@ class UpbitHttp:
         base_url: str,
         *,
         timeout_s: float,
-        max_retries: int,
         requests_per_second: float,
-        backoff_base_s: float,
-        max_backoff_s: float,
+        retry: RetryPolicy,
         clock: Clock | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self.max_retries = max_retries
         self.spacing_s = 1.0 / requests_per_second
-        self.backoff_base_s = backoff_base_s
-        self.max_backoff_s = max_backoff_s
+        self.retry = retry
         self.clock = clock or SystemClock()
         self.jitter = jitter
         self._session = requests.Session()
@@ -97,49 +102,35 @@ class UpbitHttp:
     def get_json(self, path: str, params: Mapping[str, Any], *, subject: str) -> Any:
         """The decoded JSON answer; raises UpbitRequestError / UpbitBanned / MalformedMarketData."""
         where = f"Upbit {path} for {subject}"
-        attempts = self.max_retries + 1
-        failure = ""
-        for attempt in range(1, attempts + 1):
-            group = self._group(path)
-            self._wait_for_slot(group)
-            try:
-                resp = self._session.get(
-                    self.base_url + path, params=params, timeout=self.timeout_s, headers={"Accept": "application/json"}
-                )
-            except _TRANSIENT_ERRORS as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-            else:
-                self._note_remaining(path, resp, self.clock.monotonic())
-                if resp.ok:
-                    return _decode(resp, where)
-                error_name, detail = _upbit_error(resp)
-                failure = f"HTTP {resp.status_code}: {detail}"
-                if resp.status_code == 418 or (resp.status_code != 429 and resp.status_code < 500):
-                    banned = resp.status_code == 418
-                    raise (UpbitBanned if banned else UpbitRequestError)(
-                        f"{where}: {failure}" + ("; Upbit has blocked this IP, not retrying" if banned else ""),
-                        path=path,
-                        subject=subject,
-                        status=resp.status_code,
-                        attempts=attempt,
-                        error_name=error_name,
-                    )
-                if resp.status_code == 429:
-                    self._hold(group, _WINDOW_S)
-            if attempt < attempts:
-                self.clock.sleep(self.backoff_s(attempt))
-        raise UpbitRequestError(
-            f"{where}: failed after {attempts} attempts; last: {failure}",
-            path=path,
-            subject=subject,
-            status=None,
-            attempts=attempts,
-        )
+        try:
+            resp = call_with_retries(
+                lambda: self._get(path, params), self.retry, sleep=self.clock.sleep, jitter=self.jitter
+            )
+        except Blocked as failure:
+            raise UpbitBanned(
+                f"{where}: {failure}; Upbit has blocked this IP, not retrying", **_about(path, subject, failure)
+            ) from failure
+        except Refused as failure:
+            raise UpbitRequestError(f"{where}: {failure}", **_about(path, subject, failure)) from failure
+        except UpbitCallFailed as failure:
+            raise UpbitRequestError(
+                f"{where}: failed after {failure.attempts} attempts; last: {failure}", **_about(path, subject, failure)
+            ) from failure
+        return _decode(resp, where)
 
-    def backoff_s(self, attempt: int) -> float:
-        """Exponential, capped, with jitter in [half, full] so parallel runs do not retry in step."""
-        ceiling = min(self.max_backoff_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return ceiling / 2 + self.jitter() * ceiling / 2
+    def _get(self, path: str, params: Mapping[str, Any]) -> requests.Response:
+        """One attempt: wait for the group's slot, send, note what Upbit says is left of the budget."""
+        group = self._group(path)
+        self._wait_for_slot(group)
+        resp = answer(
+            lambda: self._session.get(
+                self.base_url + path, params=params, timeout=self.timeout_s, headers={"Accept": "application/json"}
+            )
+        )
+        self._note_remaining(path, resp, self.clock.monotonic())
+        if resp.status_code == 429:
+            self._hold(group, _WINDOW_S)  # the whole group rests, not only this call
+        return raise_for_failure(resp)
 
     def _group(self, path: str) -> str:
         if path in self._group_of:
@@ -189,21 +180,10 @@ def _decode(resp: requests.Response, where: str) -> Any:
     try:
         return resp.json()
     except ValueError as exc:
-        raise MalformedMarketData(f"{where}: body is not JSON ({exc}): {_excerpt(resp)}") from exc
+        raise MalformedMarketData(f"{where}: body is not JSON ({exc}): {excerpt(resp)}") from exc
 
 
-def _upbit_error(resp: requests.Response) -> tuple[str, str]:
-    """(error.name, a readable detail) from Upbit's `{"error": {"name", "message"}}`, else ("", body)."""
-    try:
-        error = resp.json().get("error")
-    except (ValueError, AttributeError):
-        return "", _excerpt(resp)
-    if not isinstance(error, Mapping):
-        return "", _excerpt(resp)
-    name = str(error.get("name", ""))
-    return name, f"{name}: {error.get('message', '')}"
-
-
-def _excerpt(resp: requests.Response, limit: int = 200) -> str:
-    text = resp.text.strip()
-    return repr(text[:limit] + ("…" if len(text) > limit else ""))
+def _about(path: str, subject: str, failure: UpbitCallFailed) -> dict[str, Any]:
+    return dict(
+        path=path, subject=subject, status=failure.status, attempts=failure.attempts, error_name=failure.error_name
+    )

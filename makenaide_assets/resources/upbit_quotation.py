@@ -34,6 +34,14 @@ from pyupbit.quotation_api import get_url_ohlcv
 from makenaide_assets.resources.candle_store import CandleStore
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.upbit_http import Clock, SystemClock, UpbitHttp, UpbitRequestError
+from makenaide_assets.resources.upbit_retry import (
+    BACKOFF_BASE_S,
+    MAX_BACKOFF_S,
+    MAX_RETRIES,
+    TIMEOUT_S,
+    UPBIT_API_URL,
+    RetryPolicy,
+)
 from makenaide_assets.strategy.candles import (
     INTERVALS,
     Interval,
@@ -65,12 +73,14 @@ class QuoteNotAsOf(ValueError):
 class UpbitMarketData(MarketData):
     """Live Upbit quotation data (paper and live modes); see the module docstring for its limits."""
 
-    base_url: str = Field(default="https://api.upbit.com", description="Upbit or an Upbit-compatible server")
-    timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout per request")
-    max_retries: int = Field(default=4, ge=0, description="retries after 429, 5xx, timeouts, connection errors")
+    base_url: str = Field(default=UPBIT_API_URL, description="Upbit or an Upbit-compatible server")
+    timeout_s: float = Field(default=TIMEOUT_S, gt=0, description="connect and read timeout per request")
+    max_retries: int = Field(
+        default=MAX_RETRIES, ge=0, description="retries after 429, 5xx, timeouts, connection errors"
+    )
     requests_per_second: float = Field(default=10.0, gt=0, description="per Upbit rate-limit group")
-    backoff_base_s: float = Field(default=0.5, ge=0, description="first retry waits up to this long")
-    max_backoff_s: float = Field(default=8.0, ge=0, description="cap on one retry's wait")
+    backoff_base_s: float = Field(default=BACKOFF_BASE_S, ge=0, description="first retry waits up to this long")
+    max_backoff_s: float = Field(default=MAX_BACKOFF_S, ge=0, description="cap on one retry's wait")
     max_ticker_lag_s: float = Field(
         default=3 * 3600, gt=0, description="how far the live ticker may be from the instant asked about"
     )
@@ -171,10 +181,8 @@ class UpbitMarketData(MarketData):
             self._client = UpbitHttp(
                 self.base_url,
                 timeout_s=self.timeout_s,
-                max_retries=self.max_retries,
                 requests_per_second=self.requests_per_second,
-                backoff_base_s=self.backoff_base_s,
-                max_backoff_s=self.max_backoff_s,
+                retry=RetryPolicy(self.max_retries, self.backoff_base_s, self.max_backoff_s),
                 clock=self._clock,
             )
         return self._client

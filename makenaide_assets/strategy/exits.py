@@ -7,19 +7,25 @@ the candle has closed (no lookahead into intraday highs and lows of a candle sti
 import math
 from dataclasses import dataclass
 
+# The exit defaults, one definition each (ExitParams, the rule functions and the `signals` config).
+STOP_LOSS_PCT = 0.08  # O'Neil's and Minervini's loss limit: never more than 7-8 % below the entry
+TRAIL_ATR_MULTIPLE = 3.0  # trailing stop distance in ATRs below the highest close since entry
+TRAIL_PCT = 0.10  # the trailing distance when ATR is unknown (fewer than 15 daily candles)
+TAKE_PROFIT_PCT = 0.25  # O'Neil takes gains at 20-25 %; 25 % lets the trailing stop work first
+
 
 def _known(value: float | None) -> bool:
     return value is not None and not math.isnan(value) and value > 0
 
 
-def stop_loss_price(avg_price: float, stop_loss_pct: float = 0.08) -> float:
+def stop_loss_price(avg_price: float, stop_loss_pct: float = STOP_LOSS_PCT) -> float:
     """The seeds' hard stop (-7~-8%, O'Neil's rule) below the average entry price."""
     if not 0.0 < stop_loss_pct < 1.0:
         raise ValueError(f"stop_loss_pct must be within (0, 1), got {stop_loss_pct}")
     return avg_price * (1.0 - stop_loss_pct)
 
 
-def stop_loss_hit(close: float, avg_price: float, stop_loss_pct: float = 0.08) -> bool:
+def stop_loss_hit(close: float, avg_price: float, stop_loss_pct: float = STOP_LOSS_PCT) -> bool:
     return close <= stop_loss_price(avg_price, stop_loss_pct)
 
 
@@ -27,8 +33,8 @@ def trailing_stop_price(
     highest_price: float,
     atr: float | None = None,
     *,
-    atr_multiple: float = 3.0,
-    trail_pct: float = 0.10,
+    atr_multiple: float = TRAIL_ATR_MULTIPLE,
+    trail_pct: float = TRAIL_PCT,
 ) -> float:
     """A stop that follows the highest price since entry and never falls.
 
@@ -48,22 +54,22 @@ def trailing_stop_hit(
     highest_price: float,
     atr: float | None = None,
     *,
-    atr_multiple: float = 3.0,
-    trail_pct: float = 0.10,
+    atr_multiple: float = TRAIL_ATR_MULTIPLE,
+    trail_pct: float = TRAIL_PCT,
 ) -> bool:
     # The close itself may be the new high; the stop is then measured from it.
     high = max(highest_price, close) if _known(highest_price) else close
     return close <= trailing_stop_price(high, atr, atr_multiple=atr_multiple, trail_pct=trail_pct)
 
 
-def take_profit_price(avg_price: float, take_profit_pct: float = 0.25) -> float:
-    """O'Neil's companion to the 7-8% stop: take gains at 20-25%; 25% lets the trailing stop work first."""
+def take_profit_price(avg_price: float, take_profit_pct: float = TAKE_PROFIT_PCT) -> float:
+    """O'Neil's companion to the 7-8% stop: take gains at 20-25%."""
     if not take_profit_pct > 0.0:
         raise ValueError(f"take_profit_pct must be positive, got {take_profit_pct}")
     return avg_price * (1.0 + take_profit_pct)
 
 
-def take_profit_hit(close: float, avg_price: float, take_profit_pct: float = 0.25) -> bool:
+def take_profit_hit(close: float, avg_price: float, take_profit_pct: float = TAKE_PROFIT_PCT) -> bool:
     return close >= take_profit_price(avg_price, take_profit_pct)
 
 
@@ -79,10 +85,10 @@ def trend_broken(close: float, moving_average: float | None, tolerance_pct: floa
 
 @dataclass(frozen=True)
 class ExitParams:
-    stop_loss_pct: float = 0.08
-    atr_multiple: float = 3.0
-    trail_pct: float = 0.10
-    take_profit_pct: float = 0.25
+    stop_loss_pct: float = STOP_LOSS_PCT
+    atr_multiple: float = TRAIL_ATR_MULTIPLE
+    trail_pct: float = TRAIL_PCT
+    take_profit_pct: float = TAKE_PROFIT_PCT
     trend_tolerance_pct: float = 0.0
 
 

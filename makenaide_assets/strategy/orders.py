@@ -16,9 +16,15 @@ from typing import Any
 import pandas as pd
 
 from makenaide_assets.strategy.exits import ExitParams, exit_reasons, stop_loss_price, take_profit_price
-from makenaide_assets.strategy.sizing import KellyInputs, fit_to_budget, position_fraction, position_krw
-from makenaide_assets.strategy.ticks import FEE_RATE as UPBIT_FEE_RATE
-from makenaide_assets.strategy.ticks import MIN_ORDER_KRW, round_price_to_tick
+from makenaide_assets.strategy.sizing import (
+    KELLY_MULTIPLIER,
+    MAX_POSITION_FRACTION,
+    KellyInputs,
+    fit_to_budget,
+    position_fraction,
+    position_krw,
+)
+from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_price_to_tick
 
 ORDER_DTYPES = {
     "market": "object", "side": "object", "price": "float64", "krw_amount": "float64", "volume": "float64",
@@ -28,21 +34,30 @@ ORDER_DTYPES = {
 }  # fmt: skip
 REJECTED_COLUMNS = ["market", "side", "reason"]
 
+# The planning defaults, one definition each (PlanParams and the `signals` config).
+MIN_CONFIDENCE = 70.0  # the seeds' signal validator: AI confidence above 70 %
+MAX_OPEN_POSITIONS = 8  # the seeds: 5-10 open positions at most
+MAX_EXPOSURE_FRACTION = 0.80  # at least a fifth of equity stays in cash
+MAX_ENTRIES = 3  # the first buy and two pyramid adds
+ADD_STEP_PCT = 0.05  # each add waits for the close this much further above the average
+ADD_SIZE_RATIO = 0.5  # an add is this share of the first entry
+TREND_MA = "ma50"  # the moving average whose loss ends the trend (and blocks adds)
+
 
 @dataclass(frozen=True)
 class PlanParams:
-    min_confidence: float = 70.0  # the seeds' signal validator: AI confidence above 70%
-    kelly_multiplier: float = 0.5
-    max_position_fraction: float = 0.10
-    max_open_positions: int = 8  # the seeds: 5-10 open positions at most
-    max_exposure_fraction: float = 0.80
-    max_entries: int = 3  # the first buy and two adds
-    add_step_pct: float = 0.05
-    add_size_ratio: float = 0.5
-    trend_ma: str = "ma50"
+    min_confidence: float = MIN_CONFIDENCE
+    kelly_multiplier: float = KELLY_MULTIPLIER
+    max_position_fraction: float = MAX_POSITION_FRACTION
+    max_open_positions: int = MAX_OPEN_POSITIONS
+    max_exposure_fraction: float = MAX_EXPOSURE_FRACTION
+    max_entries: int = MAX_ENTRIES
+    add_step_pct: float = ADD_STEP_PCT
+    add_size_ratio: float = ADD_SIZE_RATIO
+    trend_ma: str = TREND_MA
     exits: ExitParams = field(default_factory=ExitParams)
     min_order_krw: float = MIN_ORDER_KRW
-    fee_rate: float = UPBIT_FEE_RATE
+    fee_rate: float = FEE_RATE
 
     def first_entry_share(self) -> float:
         """Share of the full Kelly-sized position the first buy takes; the adds fill the rest,

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 # No configuration may put more than this share of equity into one position, whatever the
 # estimates say: the blocking check on `signals` holds every row to it.
 MAX_POSITION_FRACTION_LIMIT = 0.25
+# The sizing defaults, one definition each (position_fraction, PlanParams and the `signals` config).
+KELLY_MULTIPLIER = 0.5  # half-Kelly: the estimates are estimates
+MAX_POSITION_FRACTION = 0.10  # the seeds: position size limited; at most 10 % of equity per position
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ def position_fraction(
     win_rate: float,
     payoff_ratio: float,
     *,
-    kelly_multiplier: float = 0.5,
-    max_position_fraction: float = 0.10,
+    kelly_multiplier: float = KELLY_MULTIPLIER,
+    max_position_fraction: float = MAX_POSITION_FRACTION,
 ) -> float:
     """Share of equity for one new position: Kelly × multiplier (half-Kelly), capped."""
     if not 0.0 <= kelly_multiplier <= 1.0:

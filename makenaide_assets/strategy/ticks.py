@@ -47,12 +47,8 @@ def _decimal(value: float | str | Decimal) -> Decimal:
     return result
 
 
-def tick_size(price: float | str | Decimal) -> float:
-    """The KRW price unit for an asset trading at `price`."""
-    return float(_tick(_decimal(price)))
-
-
 def _tick(price: Decimal) -> Decimal:
+    """The KRW price unit for an asset trading at `price`."""
     if price <= 0:
         raise ValueError(f"price must be positive, got {price}")
     for lower, tick in KRW_TICK_TABLE:
@@ -77,11 +73,6 @@ def round_price_to_tick(price: float | str | Decimal, side: Side) -> float:
         raise ValueError(f"side must be buy, add or sell, got {side!r}")
     steps = (value / tick).to_integral_value(rounding=rounding)
     return float(steps * tick)
-
-
-def is_on_tick(price: float | str | Decimal) -> bool:
-    value = _decimal(price)
-    return value % _tick(value) == 0
 
 
 def round_volume(volume: float | str | Decimal) -> float:

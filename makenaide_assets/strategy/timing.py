@@ -8,9 +8,10 @@ closed 4-hour candles only:
   but above 80 a 4-hour chart is in a blow-off and the entry would be a chase).
 
 Suggested stop: the recent swing low or 1.5 ATR below the close, whichever is lower (a stop
-inside one bar's noise only gets hit), but never more than 8 % below the close (O'Neil's and
-Minervini's loss limit). EMAs start at the first close, so at least `min_candles` are needed
-for the slow EMA's starting weight to fade below 1 %.
+inside one bar's noise only gets hit), but never farther below the close than the exit rules'
+hard stop (`exits.STOP_LOSS_PCT`, O'Neil's and Minervini's loss limit): the close is the suggested
+entry, so a farther stop would never be the one that fires. EMAs start at the first close, so at least
+`min_candles` are needed for the slow EMA's starting weight to fade below 1 %.
 """
 
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from makenaide_assets.strategy.exits import STOP_LOSS_PCT
 from makenaide_assets.strategy.indicators import wilder_last
 
 FOUR_HOURS = pd.Timedelta(hours=4)
@@ -37,7 +39,8 @@ class TimingParams:
     rsi_max: float = 80.0
     swing_candles: int = 12  # two days of 4-hour candles
     atr_stop_multiple: float = 1.5
-    max_stop_distance: float = 0.08
+    # The same loss limit as the exit rules' stop-loss, measured from the close (the suggested entry).
+    max_stop_distance: float = STOP_LOSS_PCT
     min_candles: int = 120
     max_staleness_hours: float = 8.0  # one missing window (Upbit maintenance) is tolerated
 

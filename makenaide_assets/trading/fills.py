@@ -4,10 +4,10 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.partitions import daily
-from makenaide_assets.resources.broker import FEE_RATE, Broker
+from makenaide_assets.resources.broker import Broker
 from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
 from makenaide_assets.resources.ledger import schema as t
-from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.strategy.ticks import FEE_RATE
 
 FILL_COLUMNS = ["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status"]
 # A fee is booked from a float product (paper) or Upbit's rounded `paid_fee` (live): allow 1 KRW.
@@ -48,16 +48,13 @@ CHECKS = [
 @dg.asset(
     partitions_def=daily, group_name="trading", kinds={"pandas", "sql"}, check_specs=CHECKS, dagster_type=FillsFrame
 )
-def fills(
-    context: dg.AssetExecutionContext,
-    broker: Broker,
-    ledger: TradingLedger,
-    market_data: MarketData,
-    signals: pd.DataFrame,
-) -> dg.MaterializeResult:
+def fills(context: dg.AssetExecutionContext, broker: Broker, signals: pd.DataFrame) -> dg.MaterializeResult:
     """Orders of day D as the ledger holds them: executed once, re-runs add nothing."""
     key = context.partition_key
-    frame = broker.execute(signals, key, ledger, market_data, context.log)
+    # The checks read the broker's own ledger, the object the fills were just booked through: Dagster
+    # gives a nested resource its own copy, apart from the top-level `ledger` (same database).
+    ledger = broker.ledger
+    frame = broker.execute(signals, key, context.log)
     done = frame[frame["status"] == t.DONE]
     not_done = frame[frame["status"] != t.DONE]
     metadata = {

@@ -18,8 +18,9 @@ from pathlib import Path
 from makenaide_assets import settings
 from makenaide_assets.backtest.evaluate import evaluate
 from makenaide_assets.backtest.runner import BacktestSpec, run_backtest
-from makenaide_assets.resources.broker import FEE_RATE, PaperBroker
+from makenaide_assets.resources.broker import PAPER_SLIPPAGE_BPS
 from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.strategy.ticks import FEE_RATE
 from makenaide_assets_tests.backtest.vectorbt_replay import FIXTURES, replay_dir
 
 RANGES = {
@@ -47,7 +48,7 @@ def write(name: str, workdir: Path) -> Path:
         "end": end,
         "initial_cash_krw": spec.initial_cash_krw,
         "fee_rate": FEE_RATE,
-        "slippage_bps": PaperBroker().slippage_bps,
+        "slippage_bps": PAPER_SLIPPAGE_BPS,
         "partitions": len(run.days),
         "seconds": round(run.seconds),
         "closed_trades": result.trade_stats.trades,

@@ -1,4 +1,6 @@
+import inspect
 import math
+from collections.abc import Callable
 
 import pytest
 
@@ -95,3 +97,20 @@ def test_exit_reasons_empty_for_a_healthy_position() -> None:
 def test_exit_reasons_take_profit_alone() -> None:
     reasons = exit_reasons(130.0, 100.0, 130.0, 4.0, 110.0, ExitParams(take_profit_pct=0.25))
     assert len(reasons) == 1 and reasons[0].startswith("take-profit")
+
+
+@pytest.mark.parametrize(
+    ("rule", "parameter"),
+    [
+        (stop_loss_price, "stop_loss_pct"),
+        (stop_loss_hit, "stop_loss_pct"),
+        (trailing_stop_price, "atr_multiple"),
+        (trailing_stop_price, "trail_pct"),
+        (trailing_stop_hit, "atr_multiple"),
+        (trailing_stop_hit, "trail_pct"),
+        (take_profit_price, "take_profit_pct"),
+        (take_profit_hit, "take_profit_pct"),
+    ],
+)
+def test_a_rule_called_alone_uses_the_same_default_as_exit_params(rule: Callable, parameter: str) -> None:
+    assert inspect.signature(rule).parameters[parameter].default == getattr(ExitParams(), parameter)

@@ -1,12 +1,14 @@
+import inspect
 import math
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from makenaide_assets.strategy.orders import ORDER_DTYPES, PlanParams, SignalPlan, plan_signals
-from makenaide_assets.strategy.sizing import KellyInputs
 from makenaide_assets.resources.ledger.schema import POSITION_COLUMNS
+from makenaide_assets.strategy.orders import ORDER_DTYPES, PlanParams, SignalPlan, plan_signals
+from makenaide_assets.strategy.sizing import KellyInputs, position_fraction
+from makenaide_assets.strategy.ticks import FEE_RATE
 
 DAY = "2023-09-01"
 KELLY = KellyInputs(0.45, 2.0)  # half-Kelly 0.0875 of equity for a full position
@@ -267,3 +269,11 @@ def test_empty_inputs_give_an_empty_typed_plan() -> None:
     assert result.orders.empty and result.rejected.empty
     assert result.orders.dtypes.astype(str).to_dict() == ORDER_DTYPES
     assert result.equity_krw == 10_000_000.0 and result.regime == "unknown"
+
+
+def test_plan_params_share_the_sizing_defaults_and_upbits_fee() -> None:
+    defaults = inspect.signature(position_fraction).parameters
+    params = PlanParams()
+    assert params.kelly_multiplier == defaults["kelly_multiplier"].default
+    assert params.max_position_fraction == defaults["max_position_fraction"].default
+    assert params.fee_rate == FEE_RATE

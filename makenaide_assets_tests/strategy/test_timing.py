@@ -9,6 +9,7 @@ import talib
 
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
+from makenaide_assets.strategy.exits import ExitParams
 from makenaide_assets.strategy.timing import TimingParams, evaluate_4h
 
 
@@ -94,3 +95,8 @@ def test_long_recording_works_unchanged(long_dir: Path) -> None:
     assert result["entry_ok"] and result["candles"] == 200
     shuffled = evaluate_4h(candles.sample(frac=1.0, random_state=0), as_of=as_of)
     assert shuffled["close"] == result["close"] and shuffled["suggested_stop"] == result["suggested_stop"]
+
+
+def test_the_suggested_stop_is_capped_at_the_exit_rules_loss_limit() -> None:
+    # The close is the suggested entry: a stop farther than the hard stop would never be the one that fires.
+    assert TimingParams().max_stop_distance == ExitParams().stop_loss_pct

@@ -9,9 +9,9 @@ import pytest
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.trading.fills import FILL_COLUMNS, fills
-from makenaide_assets.resources.ledger import TradingLedger
 
 DAY = "2023-07-03"
 PREPARED = pd.DataFrame(
@@ -28,13 +28,15 @@ def _run(tmp_path: Path, sample_dir: Path, prepared: pd.DataFrame) -> dg.Execute
     def stand_in_signals() -> pd.DataFrame:
         return prepared
 
+    ledger = TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    market_data = ReplayMarketData(replay_dir=str(sample_dir))
     return dg.materialize(
         [stand_in_signals, fills],
         partition_key=DAY,
         resources={
-            "broker": PaperBroker(),
-            "ledger": TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
-            "market_data": ReplayMarketData(replay_dir=str(sample_dir)),
+            "broker": PaperBroker(ledger=ledger, market_data=market_data),
+            "ledger": ledger,
+            "market_data": market_data,
             "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
         },
     )
@@ -81,3 +83,40 @@ def test_orders_without_a_matching_signal_fail_the_check(tmp_path: Path, sample_
     result = _run(tmp_path, sample_dir, PREPARED.iloc[[1]])
     assert result.success
     assert _checks(result)["fills_match_signals"] is False
+
+
+def test_the_brokers_nested_ledger_and_the_top_level_one_agree_within_a_run(tmp_path: Path, sample_dir: Path) -> None:
+    # Dagster initialises the broker's nested ledger apart from the top-level `ledger`: two objects,
+    # two engines on one SQLite file in one run. The ledger holds no state but its engine, so a
+    # later step reading through the top-level one sees exactly what the broker booked.
+    ledger = TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    market_data = ReplayMarketData(replay_dir=str(sample_dir))
+    seen: dict[str, object] = {}
+
+    @dg.asset(name="signals", partitions_def=daily)
+    def stand_in_signals() -> pd.DataFrame:
+        return PREPARED
+
+    @dg.asset(partitions_def=daily, deps=[fills])
+    def after_fills(ledger: TradingLedger, broker: PaperBroker) -> None:
+        seen.update(same_object=ledger is broker.ledger, cash=ledger.cash_krw(), booked=broker.ledger.cash_krw())
+        seen["positions"] = sorted(ledger.open_positions()["market"])
+
+    result = dg.materialize(
+        [stand_in_signals, fills, after_fills],
+        partition_key=DAY,
+        resources={
+            "broker": PaperBroker(ledger=ledger, market_data=market_data),
+            "ledger": ledger,
+            "market_data": market_data,
+            "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
+        },
+    )
+    assert result.success
+    assert seen["same_object"] is False  # the copy this test is about
+    frame = pd.read_parquet(tmp_path / "storage" / "fills" / f"{DAY}.parquet")
+    done = frame[frame["status"] == "done"]
+    assert seen["cash"] == seen["booked"] == pytest.approx(10_000_000 - done["krw_value"].sum() - done["fee"].sum())
+    assert seen["positions"] == ["KRW-BTC", "KRW-ETH"]
+    [cash_check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "fills_cash_never_negative"]
+    assert cash_check.metadata["cash_krw"].value == pytest.approx(seen["cash"])

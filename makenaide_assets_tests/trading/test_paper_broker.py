@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.resources.broker import PaperBroker
-from makenaide_assets.resources.market_data import ReplayMarketData
-from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.resources.market_data import ReplayMarketData
 
 DAY = "2023-07-03"  # fills at the first 4-hour candle of 2023-07-04 (00:00 UTC)
 LOG = logging.getLogger("test_paper_broker")
@@ -59,8 +59,8 @@ BUY_BTC = {"market": "KRW-BTC", "side": "buy", "price": 41_000_000.0, "krw_amoun
 def test_fills_at_the_recorded_price_after_the_close_plus_slippage_and_fee(
     ledger: TradingLedger, replay: ReplayMarketData, sample_dir: Path
 ) -> None:
-    broker = PaperBroker(slippage_bps=10)
-    frame = broker.execute(_signals(BUY_BTC), DAY, ledger, replay, LOG)
+    broker = PaperBroker(ledger=ledger, market_data=replay, slippage_bps=10)
+    frame = broker.execute(_signals(BUY_BTC), DAY, LOG)
     recorded = _recorded_open(sample_dir, "KRW-BTC", "minute240", "2023-07-04T00:00:00")
     row = frame.iloc[0]
     assert row["status"] == t.DONE
@@ -76,16 +76,17 @@ def test_markets_without_4h_candles_fill_at_the_next_daily_open(
     ledger: TradingLedger, replay: ReplayMarketData, sample_dir: Path
 ) -> None:
     signal = {"market": "KRW-XLM", "side": "buy", "price": 130.0, "krw_amount": 200_000.0, "reason": "ma200"}
-    row = PaperBroker(slippage_bps=0).execute(_signals(signal), DAY, ledger, replay, LOG).iloc[0]
+    broker = PaperBroker(ledger=ledger, market_data=replay, slippage_bps=0)
+    row = broker.execute(_signals(signal), DAY, LOG).iloc[0]
     assert row["price"] == pytest.approx(_recorded_open(sample_dir, "KRW-XLM", "day", "2023-07-04T00:00:00"))
 
 
 def test_rerunning_executes_no_new_order(ledger: TradingLedger, replay: ReplayMarketData) -> None:
-    broker = CountingPaperBroker()
+    broker = CountingPaperBroker(ledger=ledger, market_data=replay)
     signals = _signals(BUY_BTC, {**BUY_BTC, "market": "KRW-ETH", "krw_amount": 500_000.0})
-    first = broker.execute(signals, DAY, ledger, replay, LOG)
+    first = broker.execute(signals, DAY, LOG)
     cash = ledger.cash_krw()
-    second = broker.execute(signals, DAY, ledger, replay, LOG)
+    second = broker.execute(signals, DAY, LOG)
     assert broker._state["submitted"] == 2
     pd.testing.assert_frame_equal(first, second)
     assert ledger.cash_krw() == cash
@@ -94,16 +95,16 @@ def test_rerunning_executes_no_new_order(ledger: TradingLedger, replay: ReplayMa
 def test_a_crash_between_submission_and_booking_ends_with_exactly_one_fill(
     ledger: TradingLedger, replay: ReplayMarketData
 ) -> None:
-    crashing = CountingPaperBroker()
+    crashing = CountingPaperBroker(ledger=ledger, market_data=replay)
     crashing._state["kill"] = True
     with pytest.raises(Killed):
-        crashing.execute(_signals(BUY_BTC), DAY, ledger, replay, LOG)
+        crashing.execute(_signals(BUY_BTC), DAY, LOG)
     identifier = identifier_for_signal(DAY, BUY_BTC)
     assert ledger.order(identifier)["status"] == t.SUBMITTED
     assert ledger.cash_krw() == 10_000_000 and ledger.open_positions().empty
 
-    rerun = CountingPaperBroker()
-    frame = rerun.execute(_signals(BUY_BTC), DAY, ledger, replay, LOG)
+    rerun = CountingPaperBroker(ledger=ledger, market_data=replay)
+    frame = rerun.execute(_signals(BUY_BTC), DAY, LOG)
     assert frame["status"].tolist() == [t.DONE]
     assert rerun._state["submitted"] == 1  # the recorded intent was finished, not a new order
     row = frame.iloc[0]
@@ -116,7 +117,11 @@ def test_buys_are_capped_by_cash_and_then_skipped_visibly(ledger: TradingLedger,
     big = {**BUY_BTC, "krw_amount": 9_000_000.0}
     other = {**BUY_BTC, "market": "KRW-ETH", "krw_amount": 2_000_000.0}
     third = {**BUY_BTC, "market": "KRW-DOGE", "krw_amount": 1_000_000.0}
-    frame = PaperBroker().execute(_signals(big, other, third), DAY, ledger, replay, LOG).set_index("market")
+    frame = (
+        PaperBroker(ledger=ledger, market_data=replay)
+        .execute(_signals(big, other, third), DAY, LOG)
+        .set_index("market")
+    )
     assert frame.loc["KRW-ETH", "status"] == t.DONE
     assert frame.loc["KRW-ETH", "status_reason"].startswith("reduced_to_cash")
     assert frame.loc["KRW-DOGE", "status"] == t.SKIPPED
@@ -126,7 +131,7 @@ def test_buys_are_capped_by_cash_and_then_skipped_visibly(ledger: TradingLedger,
 
 def test_no_price_means_skipped_never_a_made_up_fill(ledger: TradingLedger, replay: ReplayMarketData) -> None:
     # The sample ends on 2023-12-31: nothing trades after that partition closes.
-    frame = PaperBroker().execute(_signals(BUY_BTC), "2023-12-31", ledger, replay, LOG)
+    frame = PaperBroker(ledger=ledger, market_data=replay).execute(_signals(BUY_BTC), "2023-12-31", LOG)
     assert frame["status"].iloc[0] == t.SKIPPED
     assert pd.isna(frame["price"].iloc[0])
     assert frame["status_reason"].iloc[0].startswith("no_price")
@@ -134,11 +139,11 @@ def test_no_price_means_skipped_never_a_made_up_fill(ledger: TradingLedger, repl
 
 
 def test_sells_run_first_and_only_what_is_held(ledger: TradingLedger, replay: ReplayMarketData) -> None:
-    broker = PaperBroker()
-    bought = broker.execute(_signals(BUY_BTC), DAY, ledger, replay, LOG).iloc[0]
+    broker = PaperBroker(ledger=ledger, market_data=replay)
+    bought = broker.execute(_signals(BUY_BTC), DAY, LOG).iloc[0]
     sell_all = {"market": "KRW-BTC", "side": "sell", "price": 42_000_000.0, "volume": 5.0, "reason": "stop"}
     rebuy = {**BUY_BTC, "krw_amount": 2_000_000.0}
-    frame = broker.execute(_signals(rebuy, sell_all), "2023-07-10", ledger, replay, LOG)
+    frame = broker.execute(_signals(rebuy, sell_all), "2023-07-10", LOG)
     assert frame["side"].tolist() == ["sell", "buy"]
     assert frame["volume"].iloc[0] == pytest.approx(bought["volume"])  # clamped to the position
     assert frame["status"].tolist() == [t.DONE, t.DONE]
@@ -146,9 +151,9 @@ def test_sells_run_first_and_only_what_is_held(ledger: TradingLedger, replay: Re
 
 
 def test_one_entry_per_market_and_day(ledger: TradingLedger, replay: ReplayMarketData) -> None:
-    broker = PaperBroker()
-    broker.execute(_signals(BUY_BTC), DAY, ledger, replay, LOG)
+    broker = PaperBroker(ledger=ledger, market_data=replay)
+    broker.execute(_signals(BUY_BTC), DAY, LOG)
     # A re-materialised `signals` now sees the position and says "add" for the same day.
-    frame = broker.execute(_signals({**BUY_BTC, "side": "add"}), DAY, ledger, replay, LOG)
+    frame = broker.execute(_signals({**BUY_BTC, "side": "add"}), DAY, LOG)
     assert frame["status"].tolist() == [t.DONE, t.SKIPPED]
     assert frame["status_reason"].iloc[1].startswith("already_entered")

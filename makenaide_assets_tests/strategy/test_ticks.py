@@ -2,33 +2,37 @@
 
 import pytest
 
-from makenaide_assets.strategy.ticks import api_number, is_on_tick, round_price_to_tick, round_volume, tick_size
+from makenaide_assets.strategy.ticks import api_number, round_price_to_tick, round_volume
 
 
 @pytest.mark.parametrize(
     ("price", "tick"),
     [
-        (150_000_000, 1000),
-        (1_500_000, 1000),  # 500 before 2025-07-31
-        (999_999, 500),
-        (250_000, 100),
-        (75_000, 50),
-        (49_999, 10),
-        (9_999, 5),
-        (4_999, 1),
-        (100, 1),
+        (150_001_234, 1000),
+        (1_501_234, 1000),  # 500 before 2025-07-31
+        (999_777, 500),
+        (250_123, 100),
+        (75_033, 50),
+        (49_997, 10),
+        (9_998, 5),
+        (4_999.5, 1),
+        (100.5, 1),
         (99.99, 0.1),
-        (5.5, 0.01),
-        (0.5, 0.001),
-        (0.05, 0.0001),
-        (0.005, 0.00001),
-        (0.0005, 0.000001),
-        (0.00005, 0.0000001),
-        (0.000005, 0.00000001),
+        (5.555, 0.01),
+        (0.5555, 0.001),
+        (0.05555, 0.0001),
+        (0.005555, 0.00001),
+        (0.0005555, 0.000001),
+        (0.00005555, 0.0000001),
+        (0.000005555, 0.00000001),
     ],
 )
-def test_tick_size_by_price_band(price: float, tick: float) -> None:
-    assert tick_size(price) == pytest.approx(tick, rel=1e-12)
+def test_each_band_rounds_to_its_own_tick(price: float, tick: float) -> None:
+    # Each price lies between two multiples of its band's tick and on no multiple of a coarser one,
+    # so the buy and sell roundings are exactly one tick apart only with the right tick.
+    buy, sell = round_price_to_tick(price, "buy"), round_price_to_tick(price, "sell")
+    assert buy < price < sell
+    assert sell - buy == pytest.approx(tick, rel=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -50,16 +54,17 @@ def test_tick_size_by_price_band(price: float, tick: float) -> None:
 def test_rounding_never_works_against_us(price: float, side: str, expected: float) -> None:
     rounded = round_price_to_tick(price, side)  # type: ignore[arg-type]
     assert rounded == pytest.approx(expected, rel=1e-12)
-    assert is_on_tick(rounded)
+    # On a tick: rounding it again, either way, leaves it where it is.
+    assert round_price_to_tick(rounded, "buy") == rounded == round_price_to_tick(rounded, "sell")
 
 
 def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
-        tick_size(0)
+        round_price_to_tick(0, "buy")
     with pytest.raises(ValueError, match="side"):
         round_price_to_tick(100.0, "short")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="finite"):
-        tick_size(float("nan"))
+        round_price_to_tick(float("nan"), "sell")
 
 
 def test_volume_is_floored_to_eight_decimals_and_printed_plainly() -> None:
@@ -72,8 +77,6 @@ def test_volume_is_floored_to_eight_decimals_and_printed_plainly() -> None:
 
 
 def test_round_volume_ignores_float_noise_of_summed_fills() -> None:
-    from makenaide_assets.strategy.ticks import round_volume
-
     held = 0.00913895 + 0.00433082 + 0.00404112
     assert held == 0.017510889999999998
     assert round_volume(held) == 0.01751089
