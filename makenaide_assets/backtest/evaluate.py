@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 
 from makenaide_assets.backtest.runner import BacktestRun
-from makenaide_assets.resources.broker import FEE_RATE
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy import performance
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.stats import TradeStats, stats_of
+from makenaide_assets.strategy.ticks import FEE_RATE
 
 BENCHMARK = "KRW-BTC"
 TRIP_COLUMNS = ["market", "entry_partition", "exit_partition", "entries", "holding_days", "pnl_krw", "return_pct"]

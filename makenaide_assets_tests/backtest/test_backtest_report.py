@@ -13,9 +13,9 @@ import pytest
 
 from makenaide_assets.backtest.asset import BacktestConfig, backtest_report
 from makenaide_assets.backtest.runner import MARKER, BacktestSpec, prepare_workdir
-from makenaide_assets.resources.broker import FEE_RATE
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.strategy.ticks import FEE_RATE
 
 START, END = "2023-12-05", "2023-12-08"
 
