@@ -1,10 +1,14 @@
-"""`daily_candles` and `daily_indicators`: history as of D's close and its indicator snapshot."""
+"""`daily_candles` and `daily_indicators`: history as of D's close and its indicator snapshot.
+
+Their checks are computed with the value (in-asset `check_specs`): every one reads only the frame
+just built and the universe the asset was given, so a separate check step would only reload it.
+"""
 
 import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market import quality
-from makenaide_assets.market.metadata import frame_metadata
+from makenaide_assets.market.metadata import check_result, check_spec, frame_metadata
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
@@ -13,13 +17,38 @@ from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS, indicator_sna
 
 BENCHMARK_MARKET = "KRW-BTC"
 
+# Blocking: every decision of the day (exits included) reads these candles.
+CANDLES_OHLC_SANE = check_spec(
+    "daily_candles", "daily_candles_ohlc_sane", "high >= open/close >= low > 0 on every candle", blocking=True
+)
+CANDLES_UNIQUE = check_spec("daily_candles", "daily_candles_unique", "One candle per market and day", blocking=True)
+CANDLES_FRESH = check_spec(
+    "daily_candles",
+    "daily_candles_fresh",
+    "Every universe market (and KRW-BTC) has a candle dated D: none missing, none stale",
+    blocking=True,
+)
+CANDLES_VOLUME = check_spec(
+    "daily_candles",
+    "daily_candles_volume_plausible",
+    "No market's KRW traded on D is zero or under 1% of its 20-day median (a truncated candle, a halt)",
+)
+INDICATORS_NO_NAN = check_spec(
+    "daily_indicators",
+    "daily_indicators_no_unexplained_nan",
+    "No NaN in a contract column except where the market's history is too short (and listed)",
+    blocking=True,
+)
 
-def _check(passed_details: tuple[bool, dict[str, str]]) -> dg.AssetCheckResult:
-    passed, details = passed_details
-    return dg.AssetCheckResult(passed=passed, metadata=dict(details))
 
-
-@dg.asset(partitions_def=daily, group_name="market", kinds={"pandas", "upbit"})
+@dg.asset(
+    partitions_def=daily,
+    group_name="market",
+    kinds={"pandas", "upbit"},
+    check_specs=[CANDLES_OHLC_SANE, CANDLES_UNIQUE, CANDLES_FRESH, CANDLES_VOLUME],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def daily_candles(
     context: dg.AssetExecutionContext,
     market_data: MarketData,
@@ -27,51 +56,52 @@ def daily_candles(
     universe: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Daily candles closed by D's close for the universe (and KRW-BTC, the relative-strength yardstick)."""
-    as_of = partition_close(context.partition_key)
+    key = context.partition_key
+    as_of = partition_close(key)
     markets = universe.loc[universe["passed"], "market"].tolist()
     fetch = [*markets, *([BENCHMARK_MARKET] if BENCHMARK_MARKET not in markets else [])]
     frame = market_data.candles_many(fetch, "day", as_of, universe_thresholds.history_days)
     frame["in_universe"] = frame["market"].isin(markets)
     counts = frame.groupby("market").size()
-    empty = sorted(set(fetch) - set(counts.index))
-    if empty:
-        context.log.warning(f"no daily candles as of {as_of} for: {', '.join(empty)}")
     first, last = frame["candle_date_time_utc"].min(), frame["candle_date_time_utc"].max()
+    ohlc = quality.ohlc_violations(
+        frame,
+        open_="opening_price",
+        high="high_price",
+        low="low_price",
+        close="trade_price",
+        date="candle_date_time_utc",
+    )
     return dg.MaterializeResult(
         value=frame,
         metadata={
             "row_count": dg.MetadataValue.int(len(frame)),
             "markets": dg.MetadataValue.int(int(counts.size)),
-            "markets_without_candles": ", ".join(empty) or "none",
             "time_range_utc": f"{first} → {last}" if len(frame) else "empty",
             "candles_per_market_min": dg.MetadataValue.int(int(counts.min()) if len(counts) else 0),
             "source": market_data.describe(),
         },
+        check_results=[
+            _result(CANDLES_OHLC_SANE, ohlc),
+            _result(CANDLES_UNIQUE, quality.duplicated_keys(frame, ["market", "candle_date_time_utc"])),
+            _result(CANDLES_FRESH, quality.stale_markets(frame, fetch, key)),
+            _result(CANDLES_VOLUME, quality.volume_collapses(frame, key)),
+        ],
     )
 
 
-@dg.asset_check(asset=daily_candles, partitions_def=daily, blocking=True)
-def daily_candles_ohlc_sane(daily_candles: pd.DataFrame) -> dg.AssetCheckResult:
-    """high >= open/close >= low > 0 on every candle."""
-    return _check(
-        quality.ohlc_violations(
-            daily_candles,
-            open_="opening_price",
-            high="high_price",
-            low="low_price",
-            close="trade_price",
-            label=["market", "candle_date_time_utc"],
-        )
-    )
+def _result(spec: dg.AssetCheckSpec, found: quality.Found) -> dg.AssetCheckResult:
+    markets, details = found
+    return check_result(spec, markets, **details)
 
 
-@dg.asset_check(asset=daily_candles, partitions_def=daily, blocking=True)
-def daily_candles_unique(daily_candles: pd.DataFrame) -> dg.AssetCheckResult:
-    """One candle per market and timestamp."""
-    return _check(quality.duplicated_keys(daily_candles, ["market", "candle_date_time_utc"]))
-
-
-@dg.asset(partitions_def=daily, group_name="market", kinds={"pandas"})
+@dg.asset(
+    partitions_def=daily,
+    group_name="market",
+    kinds={"pandas"},
+    check_specs=[INDICATORS_NO_NAN],
+    dagster_type=pd.DataFrame,
+)
 def daily_indicators(context: dg.AssetExecutionContext, daily_candles: pd.DataFrame) -> dg.MaterializeResult:
     """Indicator snapshot as of D's close: MAs and slopes, RSI14, ATR14, 52-week range, volume, RS vs BTC."""
     universe_candles = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
@@ -87,40 +117,5 @@ def daily_indicators(context: dg.AssetExecutionContext, daily_candles: pd.DataFr
             short_history_table=dg.MetadataValue.md(short_table.to_markdown(index=False) if len(short) else "_none_"),
             with_ma200=dg.MetadataValue.int(int(frame["ma200"].notna().sum())) if len(frame) else 0,
         ),
+        check_results=[_result(INDICATORS_NO_NAN, quality.unexplained_nans(frame, REQUIRED_COLUMNS))],
     )
-
-
-@dg.asset_check(asset=daily_indicators, partitions_def=daily, blocking=True)
-def daily_indicators_no_unexplained_nan(daily_indicators: pd.DataFrame) -> dg.AssetCheckResult:
-    """No NaN in required columns except where the market's history is too short (listed)."""
-    return _check(quality.unexplained_nans(daily_indicators, REQUIRED_COLUMNS))
-
-
-@dg.asset_check(asset=daily_indicators, partitions_def=daily, blocking=True)
-def daily_indicators_ohlc_sane(daily_indicators: pd.DataFrame) -> dg.AssetCheckResult:
-    """The last candle of every row is a sane OHLC bar."""
-    return _check(
-        quality.ohlc_violations(daily_indicators, open_="open", high="high", low="low", close="close", label=["market"])
-    )
-
-
-@dg.asset_check(asset=daily_indicators, partitions_def=daily, blocking=True)
-def daily_indicators_fresh(
-    context: dg.AssetCheckExecutionContext, daily_indicators: pd.DataFrame
-) -> dg.AssetCheckResult:
-    """Every row's last candle is dated D: stale data is an error."""
-    return _check(quality.stale_rows(daily_indicators, context.partition_key))
-
-
-@dg.asset_check(asset=daily_indicators, partitions_def=daily, blocking=True)
-def daily_indicators_unique(daily_indicators: pd.DataFrame) -> dg.AssetCheckResult:
-    """One row per market."""
-    return _check(quality.duplicated_keys(daily_indicators, ["market"]))
-
-
-@dg.asset_check(
-    asset=daily_indicators, partitions_def=daily, blocking=True, additional_ins={"universe": dg.AssetIn("universe")}
-)
-def daily_indicators_cover_universe(daily_indicators: pd.DataFrame, universe: pd.DataFrame) -> dg.AssetCheckResult:
-    """Every market that passed the universe has a row: none dropped silently."""
-    return _check(quality.missing_markets(universe.loc[universe["passed"], "market"], daily_indicators["market"]))

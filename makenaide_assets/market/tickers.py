@@ -3,7 +3,15 @@
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.market.metadata import frame_metadata, reasons_table
+from makenaide_assets.market.metadata import (
+    check_result,
+    check_spec,
+    frame_metadata,
+    listed,
+    market_list,
+    previous_metadata,
+    reasons_table,
+)
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.market_data import MarketData
@@ -24,7 +32,24 @@ def mark_exclusions(markets: pd.DataFrame, blacklist: dict[str, str]) -> pd.Data
     return out.sort_values("market").reset_index(drop=True)
 
 
-@dg.asset(partitions_def=daily, group_name="market", kinds={"pandas", "upbit"})
+# Blocking: an empty or doubled market list empties or doubles everything downstream, the
+# exits of held positions included.
+WELL_FORMED = check_spec("tickers", "tickers_well_formed", "At least one KRW market, none listed twice", blocking=True)
+NONE_DISAPPEARED = check_spec(
+    "tickers",
+    "tickers_none_disappeared",
+    "Every market listed for the day before is still listed (a delisting, or a partial market list)",
+)
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name="market",
+    kinds={"pandas", "upbit"},
+    check_specs=[WELL_FORMED, NONE_DISAPPEARED],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def tickers(context: dg.AssetExecutionContext, blacklist: Blacklist, market_data: MarketData) -> dg.MaterializeResult:
     """Every Upbit KRW market; blacklisted and CAUTION/WARNING markets kept with `excluded_reason`."""
     markets = market_data.markets(partition_close(context.partition_key))
@@ -37,32 +62,21 @@ def tickers(context: dg.AssetExecutionContext, blacklist: Blacklist, market_data
             eligible=dg.MetadataValue.int(len(frame) - len(excluded)),
             excluded=dg.MetadataValue.int(len(excluded)),
             excluded_reasons=reasons_table(frame, "excluded_reason"),
+            market_list=market_list(frame["market"]),
             source=market_data.describe(),
         ),
+        check_results=[well_formed(frame), disappeared(frame, previous_metadata(context))],
     )
 
 
-@dg.asset_check(asset=tickers, partitions_def=daily, blocking=True)
-def tickers_well_formed(tickers: pd.DataFrame) -> dg.AssetCheckResult:
-    """Non-empty, unique markets, every one KRW-."""
-    dupes = sorted(tickers.loc[tickers["market"].duplicated(), "market"].unique())
-    not_krw = sorted(m for m in tickers["market"] if not str(m).startswith("KRW-"))
-    passed = not tickers.empty and not dupes and not not_krw
-    return dg.AssetCheckResult(
-        passed=passed,
-        metadata={
-            "rows": len(tickers),
-            "duplicates": ", ".join(dupes) or "none",
-            "not_krw": ", ".join(not_krw) or "none",
-        },
-    )
+def well_formed(frame: pd.DataFrame) -> dg.AssetCheckResult:
+    twice = frame.loc[frame["market"].duplicated(), "market"]
+    return check_result(WELL_FORMED, twice, passed=not frame.empty and twice.empty, rows=len(frame))
 
 
-@dg.asset_check(asset=tickers, partitions_def=daily)
-def tickers_blacklist_honoured(blacklist: Blacklist, tickers: pd.DataFrame) -> dg.AssetCheckResult:
-    """Every blacklisted market present is excluded."""
-    entries = blacklist.entries()
-    leaked = tickers[tickers["market"].isin(entries) & (tickers["excluded_reason"] == "")]["market"].tolist()
-    return dg.AssetCheckResult(
-        passed=not leaked, metadata={"blacklisted": len(entries), "leaked": ", ".join(leaked) or "none"}
-    )
+def disappeared(frame: pd.DataFrame, previous: dict | None) -> dg.AssetCheckResult:
+    """Markets listed the day before and not today, named: a held one can no longer be sold."""
+    if previous is None or "market_list" not in previous:
+        return check_result(NONE_DISAPPEARED, compared_with="nothing: no market list recorded for the day before")
+    gone = listed(previous["market_list"]) - set(frame["market"])
+    return check_result(NONE_DISAPPEARED, gone, compared_with=f"{len(listed(previous['market_list']))} markets")

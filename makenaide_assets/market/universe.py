@@ -3,7 +3,15 @@
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.market.metadata import frame_metadata, reasons_table
+from makenaide_assets.market.metadata import (
+    check_result,
+    check_spec,
+    frame_metadata,
+    listed,
+    market_list,
+    previous_metadata,
+    reasons_table,
+)
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
@@ -11,6 +19,14 @@ from makenaide_assets.strategy.calendar import partition_close
 
 # A listing long enough to pass any sensible threshold; one Upbit page of monthly candles.
 _MONTHS_FETCHED = 200
+# Fewer passing markets than this share of the day before's is a collapse, not churn.
+COLLAPSE_SHARE = 0.5
+
+STABLE = check_spec(
+    "universe",
+    "universe_stable",
+    "At least half as many markets pass as the day before; the markets that dropped out are named",
+)
 
 
 def screen_universe(
@@ -42,7 +58,14 @@ def screen_universe(
     return out.drop(columns=["excluded_reason"])
 
 
-@dg.asset(partitions_def=daily, group_name="market", kinds={"pandas", "upbit"})
+@dg.asset(
+    partitions_def=daily,
+    group_name="market",
+    kinds={"pandas", "upbit"},
+    check_specs=[STABLE],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def universe(
     context: dg.AssetExecutionContext,
     market_data: MarketData,
@@ -56,6 +79,7 @@ def universe(
     values = market_data.trade_values_24h(eligible, as_of) if eligible else pd.Series(dtype="float64")
     frame = screen_universe(tickers, pd.Series(months, dtype="int64"), values, universe_thresholds)
     passed = int(frame["passed"].sum())
+    traded = float(frame.loc[frame["passed"], "trade_value_krw"].sum())
     context.log.info(f"universe {context.partition_key}: {passed} of {len(frame)} tickers passed")
     return dg.MaterializeResult(
         value=frame,
@@ -71,27 +95,28 @@ def universe(
             ),
             min_months=dg.MetadataValue.int(universe_thresholds.min_months),
             min_trade_value_krw=dg.MetadataValue.float(universe_thresholds.min_trade_value_krw),
+            passed_markets=market_list(frame.loc[frame["passed"], "market"]),
+            passed_trade_value_krw=dg.MetadataValue.float(traded),
             source=market_data.describe(),
         ),
+        check_results=[stability(frame, previous_metadata(context))],
     )
 
 
-@dg.asset_check(asset=universe, partitions_def=daily, additional_ins={"tickers": dg.AssetIn("tickers")})
-def universe_subset_of_tickers(universe: pd.DataFrame, tickers: pd.DataFrame) -> dg.AssetCheckResult:
-    """Every universe row is a ticker of the same day."""
-    extra = sorted(set(universe["market"]) - set(tickers["market"]))
-    return dg.AssetCheckResult(passed=not extra, metadata={"not_in_tickers": ", ".join(extra) or "none"})
-
-
-@dg.asset_check(asset=universe, partitions_def=daily, blocking=True)
-def universe_thresholds_met(universe: pd.DataFrame, universe_thresholds: UniverseThresholds) -> dg.AssetCheckResult:
-    """Every passed row meets both thresholds."""
-    passed = universe[universe["passed"]]
-    bad = passed[
-        (passed["months_listed"] < universe_thresholds.min_months)
-        | (passed["trade_value_krw"] < universe_thresholds.min_trade_value_krw)
-    ]
-    return dg.AssetCheckResult(
-        passed=bad.empty,
-        metadata={"passed_rows": len(passed), "violations": ", ".join(bad["market"]) or "none"},
+def stability(frame: pd.DataFrame, previous: dict | None) -> dg.AssetCheckResult:
+    """D's passing markets against the day before's: a sudden collapse (a trade-value feed that
+    answered zeros, a market list cut short) warns and names every market that dropped out."""
+    if previous is None or "passed_markets" not in previous:
+        return check_result(STABLE, compared_with="nothing: no universe recorded for the day before")
+    before, now = listed(previous["passed_markets"]), set(frame.loc[frame["passed"], "market"])
+    dropped = before - now
+    return check_result(
+        STABLE,
+        dropped,
+        passed=len(now) >= COLLAPSE_SHARE * len(before),
+        passed_before=dg.MetadataValue.int(len(before)),
+        passed_now=dg.MetadataValue.int(len(now)),
+        joined=market_list(now - before),
+        trade_value_krw_before=dg.MetadataValue.float(float(previous.get("passed_trade_value_krw") or 0.0)),
+        trade_value_krw_now=dg.MetadataValue.float(float(frame.loc[frame["passed"], "trade_value_krw"].sum())),
     )

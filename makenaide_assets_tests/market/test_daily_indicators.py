@@ -1,5 +1,6 @@
 """daily_candles and daily_indicators on real recordings: values, checks, and no lookahead."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -8,25 +9,55 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.market import indicators, tickers, universe
-from makenaide_assets.market.quality import duplicated_keys, ohlc_violations, stale_rows, unexplained_nans
+from makenaide_assets.market.quality import (
+    duplicated_keys,
+    ohlc_violations,
+    stale_markets,
+    unexplained_nans,
+    volume_collapses,
+)
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.io_manager import ParquetIOManager
-from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
+from makenaide_assets.strategy.candles import Interval
 from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS
 from makenaide_assets_tests.replay_tools import copy_replay, truncate_after
 
-MODULES = [tickers, universe, indicators]
-ASSETS = dg.load_assets_from_modules(MODULES)
-CHECKS = dg.load_asset_checks_from_modules(MODULES)
+ASSETS = dg.load_assets_from_modules([tickers, universe, indicators])
 
 
-def run_market(replay: Path, storage: Path, partition: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+class FaultyDailyCandles(ReplayMarketData):
+    """The daily-candle endpoint misbehaving for one market while the 24h ticker stays right: its
+    candles stop `lag_days` early, one day is missing, or D's candle is cut to a fraction."""
+
+    market: str
+    lag_days: int = 0
+    missing_day: str = ""
+    d_value_share: float = 1.0
+
+    def candles_many(self, markets: Sequence[str], interval: Interval, as_of: pd.Timestamp, count: int) -> pd.DataFrame:
+        frame = super().candles_many(markets, interval, as_of, count)
+        if interval != "day":
+            return frame
+        mine, when = frame["market"] == self.market, frame["candle_date_time_utc"]
+        dropped = mine & (when >= as_of - pd.Timedelta(days=self.lag_days)) if self.lag_days else mine & False
+        if self.missing_day:
+            dropped |= mine & (when == pd.Timestamp(self.missing_day))
+        d = mine & (when == as_of - pd.Timedelta(days=1))
+        for column in ("candle_acc_trade_price", "candle_acc_trade_volume"):
+            frame[column] = frame[column].where(~d, frame[column] * self.d_value_share)
+        return frame[~dropped].reset_index(drop=True)
+
+
+def run_market(
+    replay: Path, storage: Path, partition: str, raise_on_error: bool = True, market_data: MarketData | None = None
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*ASSETS, *CHECKS],
+        ASSETS,
         partition_key=partition,
         resources={
-            "market_data": ReplayMarketData(replay_dir=str(replay)),
+            "market_data": market_data or ReplayMarketData(replay_dir=str(replay)),
             "universe_thresholds": UniverseThresholds(min_months=6),
             "io_manager": ParquetIOManager(base_path=str(storage)),
             "blacklist": Blacklist(),
@@ -37,6 +68,10 @@ def run_market(replay: Path, storage: Path, partition: str, raise_on_error: bool
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
     return {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+
+
+def evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
 def test_snapshot_on_sample_matches_the_recorded_candles(sample_dir: Path, tmp_path: Path) -> None:
@@ -82,7 +117,10 @@ def test_high_below_low_fails_blocking_check_and_stops_the_run(sample_dir: Path,
     replay = copy_replay(sample_dir, tmp_path / "bad", _corrupt("KRW-ETH", "2023-12-10", "high_price", 1.0))
     result = run_market(replay, tmp_path / "s", "2023-12-20", raise_on_error=False)
     assert not result.success
-    assert "daily_candles_ohlc_sane" in failed_checks(result)
+    assert failed_checks(result) == {"daily_candles_ohlc_sane"}
+    ohlc = evaluation(result, "daily_candles_ohlc_sane")
+    assert (ohlc.metadata["markets"].value, ohlc.metadata["count"].value) == ("KRW-ETH", 1)
+    assert ohlc.metadata["violations"].value.startswith("KRW-ETH 2023-12-10: high < low, high < open/close (O ")
     # Blocking: the indicators were never computed from the bad candle.
     assert not result.asset_materializations_for_node("daily_indicators")
 
@@ -98,51 +136,88 @@ def test_nan_price_in_a_recording_is_a_clear_error(sample_dir: Path, tmp_path: P
 def test_stale_market_fails_freshness_and_blocks(sample_dir: Path, tmp_path: Path) -> None:
     # Upbit's ticker can say a market traded while its candle endpoint lags: the universe then
     # keeps a market whose last daily candle is older than D, and the freshness check must stop it.
-    market_data = ReplayMarketData(replay_dir=str(sample_dir))
-    as_of = pd.Timestamp("2023-12-20")
-    fresh = market_data.candles_many(["KRW-BTC", "KRW-DOGE"], "day", as_of, 400)
-    stale = market_data.candles_many(["KRW-ETH"], "day", pd.Timestamp("2023-12-18"), 400)
-    candles = pd.concat([fresh, stale], ignore_index=True).assign(in_universe=True)
+    lagging = FaultyDailyCandles(replay_dir=str(sample_dir), market="KRW-ETH", lag_days=2)
+    result = run_market(sample_dir, tmp_path, "2023-12-19", raise_on_error=False, market_data=lagging)
+    assert failed_checks(result) == {"daily_candles_fresh"}
+    fresh = evaluation(result, "daily_candles_fresh")
+    assert fresh.blocking and fresh.metadata["markets"].value == "KRW-ETH"
+    assert fresh.metadata["stale"].value == "KRW-ETH (last 2023-12-17)"
+    assert not result.asset_materializations_for_node("daily_indicators")
 
-    @dg.asset(key="daily_candles", partitions_def=indicators.daily)
-    def stand_in() -> pd.DataFrame:
-        return candles
 
-    @dg.asset(partitions_def=indicators.daily, ins={"daily_indicators": dg.AssetIn()})
-    def downstream(daily_indicators: pd.DataFrame) -> pd.DataFrame:
-        return daily_indicators
+def test_a_hole_in_btc_history_is_unexplained_nan_and_blocks(sample_dir: Path, tmp_path: Path) -> None:
+    # rs_vs_btc reads KRW-BTC's close 63 candles back; a recording that lost that candle leaves it NaN
+    # for every market whose own history is long enough, which no short history explains.
+    holed = FaultyDailyCandles(replay_dir=str(sample_dir), market="KRW-BTC", missing_day="2023-10-18")
+    result = run_market(sample_dir, tmp_path, "2023-12-20", raise_on_error=False, market_data=holed)
+    assert failed_checks(result) == {"daily_indicators_no_unexplained_nan"}
+    nan = evaluation(result, "daily_indicators_no_unexplained_nan")
+    assert nan.blocking and nan.metadata["count"].value >= 50 and "KRW-ETH" in nan.metadata["markets"].value
+    assert "KRW-ETH: rs_vs_btc" in nan.metadata["unexplained_nan"].value
+    assert "KRW-BTC" not in nan.metadata["markets"].value.split(", ")
+    assert not result.success
 
-    result = dg.materialize(
-        [stand_in, indicators.daily_indicators, indicators.daily_indicators_fresh, downstream],
-        partition_key="2023-12-19",
-        resources={"io_manager": ParquetIOManager(base_path=str(tmp_path))},
-        raise_on_error=False,
-    )
-    [evaluation] = result.get_asset_check_evaluations()
-    assert not evaluation.passed and evaluation.metadata["stale"].value == "KRW-ETH (2023-12-17)"
-    assert not result.asset_materializations_for_node("downstream")
+
+def test_a_truncated_day_candle_warns_and_names_the_market(sample_dir: Path, tmp_path: Path) -> None:
+    cut = FaultyDailyCandles(replay_dir=str(sample_dir), market="KRW-DOGE", d_value_share=0.001)
+    result = run_market(sample_dir, tmp_path, "2023-12-20", market_data=cut)
+    assert result.success  # a warning: the indicators are computed and the day goes on
+    assert failed_checks(result) == {"daily_candles_volume_plausible"}
+    volume = evaluation(result, "daily_candles_volume_plausible")
+    assert volume.severity == dg.AssetCheckSeverity.WARN and volume.metadata["markets"].value == "KRW-DOGE"
+    assert volume.metadata["collapsed"].value.startswith("KRW-DOGE: ")
 
 
 def test_quality_rules_on_corrupted_frames() -> None:
-    frame = pd.DataFrame(
+    day = pd.Timestamp("2023-12-20")
+    candles = pd.DataFrame(
         {
-            "market": ["KRW-A", "KRW-B", "KRW-A"],
-            "date": ["2023-12-20", "2023-12-19", "2023-12-20"],
-            "open": [10.0, 10.0, 10.0],
-            "high": [12.0, 9.0, 12.0],
-            "low": [9.0, 8.0, 9.0],
-            "close": [11.0, 8.5, 11.0],
-            **{c: [1.0, 1.0, 1.0] for c in REQUIRED_COLUMNS if c not in ("market", "date", "close")},
-            "insufficient_history": ["", "", ""],
+            "market": ["KRW-A", "KRW-A", "KRW-B", "KRW-B", "KRW-A"],
+            "candle_date_time_utc": [
+                day - pd.Timedelta(days=1),
+                day,
+                day - pd.Timedelta(days=2),
+                day - pd.Timedelta(days=1),
+                day,
+            ],
+            "opening_price": [10.0, 10.0, 10.0, 10.0, 10.0],
+            "high_price": [12.0, 12.0, 9.0, 12.0, 12.0],
+            "low_price": [9.0, 9.0, 8.0, 9.0, 9.0],
+            "trade_price": [11.0, 11.0, 8.5, 11.0, 11.0],
+            "candle_acc_trade_price": [1e9] * 5,
         }
     )
-    assert not ohlc_violations(frame, open_="open", high="high", low="low", close="close", label=["market"])[0]
-    assert stale_rows(frame, "2023-12-20")[1]["stale"] == "KRW-B (2023-12-19)"
-    unique, found = duplicated_keys(frame, ["market"])
-    assert not unique and found["duplicates"] == "KRW-A"
-    assert duplicated_keys(frame.drop_duplicates("market"), ["market"])[0]
+    markets, found = ohlc_violations(candles, open_="opening_price", high="high_price", low="low_price",
+                                     close="trade_price", date="candle_date_time_utc")  # fmt: skip
+    assert markets == ["KRW-B"] and found["violations"] == "KRW-B 2023-12-18: high < open/close (O 10 H 9 L 8 C 8.5)"
+    assert stale_markets(candles, ["KRW-A", "KRW-B", "KRW-C"], "2023-12-20") == (
+        ["KRW-B", "KRW-C"],
+        {"expected_date": "2023-12-20", "stale": "KRW-B (last 2023-12-19)", "without_candles": "KRW-C"},
+    )
+    markets, found = duplicated_keys(candles, ["market", "candle_date_time_utc"])
+    assert markets == ["KRW-A"] and found["duplicates"] == "KRW-A 2023-12-20 00:00:00"
+    assert duplicated_keys(candles.drop_duplicates(), ["market", "candle_date_time_utc"])[0] == []
+    history = pd.DataFrame(
+        {
+            "market": "KRW-A",
+            "candle_date_time_utc": pd.date_range(end=day, periods=21),
+            "candle_acc_trade_price": [1e9] * 20 + [0.0],
+        }
+    )
+    assert volume_collapses(history, "2023-12-20")[0] == ["KRW-A"]
+    assert volume_collapses(history.assign(candle_acc_trade_price=[1e9] * 20 + [2e7]), "2023-12-20")[0] == []
+    assert volume_collapses(history.assign(candle_acc_trade_price=[1e9] * 20 + [9e6]), "2023-12-20")[0] == ["KRW-A"]
+
+    frame = pd.DataFrame(
+        {
+            "market": ["KRW-A", "KRW-B"],
+            **{c: [1.0, 1.0] for c in REQUIRED_COLUMNS if c != "market"},
+            "insufficient_history": ["", ""],
+        }
+    )
+    assert unexplained_nans(frame, REQUIRED_COLUMNS)[0] == []
     frame.loc[0, "ma200"] = np.nan
-    ok, details = unexplained_nans(frame, REQUIRED_COLUMNS)
-    assert not ok and "KRW-A: ma200" in details["unexplained_nan"]
+    markets, details = unexplained_nans(frame, REQUIRED_COLUMNS)
+    assert markets == ["KRW-A"] and details["unexplained_nan"] == "KRW-A: ma200"
     frame.loc[0, "insufficient_history"] = "ma200"
-    assert unexplained_nans(frame, REQUIRED_COLUMNS)[0]
+    assert unexplained_nans(frame, REQUIRED_COLUMNS)[0] == []

@@ -1,38 +1,57 @@
 """tickers and universe on the recorded sample, and their pure screens."""
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from makenaide_assets.strategy.candles import MalformedMarketData, parse_market_list
-from makenaide_assets.market.tickers import (
-    mark_exclusions,
-    tickers,
-    tickers_blacklist_honoured,
-    tickers_well_formed,
-)
-from makenaide_assets.market.universe import (
-    screen_universe,
-    universe,
-    universe_subset_of_tickers,
-    universe_thresholds_met,
-)
+from makenaide_assets.market.tickers import mark_exclusions, tickers
+from makenaide_assets.market.universe import screen_universe, universe
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.io_manager import ParquetIOManager
-from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
+from makenaide_assets.strategy.candles import MalformedMarketData, parse_market_list
+
+DAY_BEFORE, DAY = "2023-07-02", "2023-07-03"
 
 
-def _resources(replay: Path, storage: Path, min_months: int = 6, blacklist: Path | None = None) -> dict:
+class TradeValuesInMillions(ReplayMarketData):
+    """A 24h traded-value feed that answers in millions of KRW (a unit change upstream)."""
+
+    def trade_values_24h(self, markets: Sequence[str], as_of: pd.Timestamp) -> pd.Series:
+        return super().trade_values_24h(markets, as_of) / 1e6
+
+
+def _resources(
+    replay: Path,
+    storage: Path,
+    min_months: int = 6,
+    blacklist: Path | None = None,
+    market_data: MarketData | None = None,
+) -> dict:
     return {
-        "market_data": ReplayMarketData(replay_dir=str(replay)),
+        "market_data": market_data or ReplayMarketData(replay_dir=str(replay)),
         "universe_thresholds": UniverseThresholds(min_months=min_months),
         "io_manager": ParquetIOManager(base_path=str(storage)),
         "blacklist": Blacklist(**({"path": str(blacklist)} if blacklist else {})),
     }
+
+
+def _replay_with_markets(sample: Path, dst: Path, edit: Callable[[list[dict]], list[dict]]) -> Path:
+    """The sample's candles (linked) under a market list passed through `edit`."""
+    dst.mkdir(parents=True)
+    (dst / "candles").symlink_to(sample / "candles", target_is_directory=True)
+    records = json.loads((sample / "markets.json").read_text())
+    (dst / "markets.json").write_text(json.dumps(edit(records)))
+    return dst
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
 def test_market_list_shapes_old_and_new() -> None:
@@ -86,20 +105,10 @@ def test_screen_universe_reasons() -> None:
 
 
 def test_tickers_and_universe_on_sample(sample_dir: Path, tmp_path: Path) -> None:
-    result = dg.materialize(
-        [
-            tickers,
-            tickers_well_formed,
-            tickers_blacklist_honoured,
-            universe,
-            universe_subset_of_tickers,
-            universe_thresholds_met,
-        ],
-        partition_key="2023-07-03",
-        resources=_resources(sample_dir, tmp_path),
-    )
+    result = dg.materialize([tickers, universe], partition_key=DAY, resources=_resources(sample_dir, tmp_path))
     assert result.success
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert {name: e.passed for name, e in _checks(result).items()} == {
+        "tickers_well_formed": True, "tickers_none_disappeared": True, "universe_stable": True}  # fmt: skip
     tick = result.asset_value("tickers")
     assert len(tick) == 63 and tick["market"].is_unique
     assert tick.set_index("market").loc["KRW-BTT", "excluded_reason"].startswith("blacklisted")
@@ -116,22 +125,52 @@ def test_tickers_and_universe_on_sample(sample_dir: Path, tmp_path: Path) -> Non
     assert meta["min_months"].value == 6 and "months_listed" in meta["rejected_by_rule"].value
 
 
-def test_blacklist_check_fails_when_blacklist_leaks(sample_dir: Path, tmp_path: Path) -> None:
-    blacklist = tmp_path / "blacklist.yaml"
-    blacklist.write_text("blacklist:\n  KRW-ETH: test\n")
-
-    @dg.asset(key="tickers", partitions_def=tickers.partitions_def)
-    def leaky_tickers() -> pd.DataFrame:
-        return pd.DataFrame({"market": ["KRW-ETH", "KRW-BTC"], "excluded_reason": ["", ""]})
-
-    result = dg.materialize(
-        [leaky_tickers, tickers_blacklist_honoured],
-        partition_key="2023-07-03",
-        resources=_resources(sample_dir, tmp_path, blacklist=blacklist),
-        raise_on_error=False,
+def test_a_market_missing_from_the_list_is_named(sample_dir: Path, tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    before = dg.materialize([tickers], partition_key=DAY_BEFORE, instance=instance,
+                            resources=_resources(sample_dir, tmp_path / "s"))  # fmt: skip
+    assert before.success
+    partial = _replay_with_markets(
+        sample_dir, tmp_path / "partial", lambda r: [m for m in r if m["market"] != "KRW-DOT"]
     )
-    [evaluation] = result.get_asset_check_evaluations()
-    assert not evaluation.passed and evaluation.metadata["leaked"].value == "KRW-ETH"
+    result = dg.materialize([tickers], partition_key=DAY, instance=instance,
+                            resources=_resources(partial, tmp_path / "s"))  # fmt: skip
+    assert result.success  # a warning: the day goes on without it
+    gone = _checks(result)["tickers_none_disappeared"]
+    assert not gone.passed and gone.severity == dg.AssetCheckSeverity.WARN
+    assert (gone.metadata["markets"].value, gone.metadata["count"].value) == ("KRW-DOT", 1)
+
+
+def test_a_market_listed_twice_blocks_the_universe(sample_dir: Path, tmp_path: Path) -> None:
+    doubled = _replay_with_markets(sample_dir, tmp_path / "doubled", lambda r: [*r, r[0]])
+    result = dg.materialize([tickers, universe], partition_key=DAY, resources=_resources(doubled, tmp_path / "s"),
+                            raise_on_error=False)  # fmt: skip
+    check = _checks(result)["tickers_well_formed"]
+    assert not check.passed and check.blocking and check.metadata["markets"].value == "KRW-1INCH"
+    assert not result.asset_materializations_for_node("universe")
+
+
+def test_a_collapsed_universe_warns_and_names_the_markets_that_dropped_out(sample_dir: Path, tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    storage = tmp_path / "s"
+    before = dg.materialize([tickers, universe], partition_key=DAY_BEFORE, instance=instance,
+                            resources=_resources(sample_dir, storage))  # fmt: skip
+    passed_before = set(before.asset_value("universe").query("passed")["market"])
+    assert _checks(before)["universe_stable"].passed and len(passed_before) > 10
+    millions = TradeValuesInMillions(replay_dir=str(sample_dir))
+    result = dg.materialize([tickers, universe], partition_key=DAY, instance=instance,
+                            resources=_resources(sample_dir, storage, market_data=millions))  # fmt: skip
+    assert result.success and not result.asset_value("universe")["passed"].any()
+    stable = _checks(result)["universe_stable"]
+    assert not stable.passed and stable.severity == dg.AssetCheckSeverity.WARN
+    assert stable.metadata["count"].value == len(passed_before)
+    dropped = sorted(passed_before)  # all named; the metadata shows 50 and counts the rest
+    assert stable.metadata["markets"].value == ", ".join(dropped[:50]) + f" … (+{len(dropped) - 50})"
+    assert stable.metadata["passed_now"].value == 0
+    # The same day with an honest feed is churn at most, not a collapse.
+    again = dg.materialize([tickers, universe], partition_key=DAY, instance=instance,
+                           resources=_resources(sample_dir, storage))  # fmt: skip
+    assert _checks(again)["universe_stable"].passed
 
 
 def test_malformed_markets_json_is_an_error(tmp_path: Path) -> None:
