@@ -20,14 +20,6 @@ class Notifier(dg.ConfigurableResource):
     telegram_chat_env: str = "MAKENAIDE_TELEGRAM_CHAT_ID"
     timeout_s: float = 10.0
 
-    def channels(self) -> list[str]:
-        found = ["log"]
-        if os.environ.get(self.slack_webhook_env):
-            found.append("slack")
-        if os.environ.get(self.telegram_token_env) and os.environ.get(self.telegram_chat_env):
-            found.append("telegram")
-        return found
-
     def send(self, text: str) -> list[str]:
         """Deliver `text` to every configured channel; returns the channels that took it.
 

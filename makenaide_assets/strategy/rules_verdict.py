@@ -9,12 +9,12 @@ short for is named and lowers the confidence; it is never estimated.
 from collections.abc import Mapping
 from typing import Any
 
+from makenaide_assets.strategy.exits import STOP_LOSS_PCT  # Minervini: never risk more than ~8 % below the entry
 from makenaide_assets.strategy.payload import number
 from makenaide_assets.strategy.verdict_schema import Verdict
 
 RULES_MODEL = "rules-v1"
 SLOPE_FLAT = 0.01  # an MA that moved less than 1 % over 20 candles is flat
-MAX_LOSS = 0.08  # Minervini: never risk more than ~8 % below the entry
 ATR_STOP = 2.0
 BUY_SHARE = 0.75  # share of the computable trend checks a BUY needs
 MIN_COVERAGE = 2 / 3  # share of the trend checks that must be computable for a BUY
@@ -104,7 +104,7 @@ def rules_verdict(payload: Mapping[str, Any]) -> Verdict:
     stop = None
     if verdict != "AVOID":
         atr = ind.get("atr14")
-        stop = number(max(close * (1 - MAX_LOSS), close - ATR_STOP * atr if atr is not None else 0.0))
+        stop = number(max(close * (1 - STOP_LOSS_PCT), close - ATR_STOP * atr if atr is not None else 0.0))
     reasoning = (
         f"Rules v1: stage {stage if stage else 'unknown'}, {len(met)}/{len(checks)} trend checks met"
         f"{'; missed: ' + ', '.join(missed) if missed else ''}"
