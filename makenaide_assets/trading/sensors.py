@@ -29,6 +29,20 @@ def failed_signal_checks(instance: dg.DagsterInstance, run_id: str, partition: s
     return sorted(e.check_name for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR)
 
 
+def trading_run_after(instance: dg.DagsterInstance, partition: str, since: float) -> dg.DagsterRun | None:
+    """A `trading_job` run of `partition` created after `since` (a materialisation's timestamp).
+
+    The instance's run records, not the sensor's cursor, say which days were traded: a daemon
+    started with no cursor (or the demo's own ticks, which do not write the daemon's cursor)
+    must still never offer a traded day again.
+    """
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=trading_job.name, tags={"dagster/partition": partition}), limit=20
+    )
+    later = [r for r in records if r.create_timestamp.timestamp() >= since]
+    return later[0].dagster_run if later else None
+
+
 def _signal_count(record: dg.EventLogRecord) -> int | None:
     materialization = record.asset_materialization
     value = materialization.metadata.get("signal_count") if materialization else None
@@ -73,6 +87,8 @@ def signals_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             )
         elif failed:
             skipped.append(f"{partition}: blocking signals checks failed ({', '.join(failed)}); not trading")
+        elif (traded := trading_run_after(context.instance, partition, record.timestamp)) is not None:
+            skipped.append(f"{partition}: already traded by run {traded.run_id[:8]} ({traded.status.value})")
         else:
             # One run per materialisation: a re-materialised partition gets a new request, and the
             # ledger's unique order identifiers keep that second run from ordering again.
