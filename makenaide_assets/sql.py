@@ -1,4 +1,4 @@
-"""SQL engines for the ledger and the GPT answer cache: one URL rule, one way to create tables."""
+"""SQL engines for the ledger and the GPT answer cache: one URL rule, one way to change the schema."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +22,17 @@ def make_engine(url: str) -> sa.Engine:
 
 @contextmanager
 def schema_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A transaction in which to create tables (and seed rows) once, however many runs start together.
+    """A transaction in which to migrate the schema (and seed rows) once, however many runs start together.
 
     Two processes racing through CREATE TABLE collide in PostgreSQL's catalog (a unique
     violation on pg_type); a transaction-scoped advisory lock makes them take turns. SQLite
-    serialises writers on its file lock.
+    serialises writers on its file lock, but Python's sqlite3 opens a transaction only before
+    INSERT/UPDATE/DELETE, so DDL would run outside it: BEGIN IMMEDIATE takes the write lock at
+    once and keeps the DDL inside the transaction.
     """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from makenaide_assets import sql
+from makenaide_assets.resources.ledger import migrate
 
 metadata = sa.MetaData()
 
@@ -65,10 +66,12 @@ class CachedAnswer:
 
 
 def make_engine(url: str) -> sa.Engine:
-    """An engine with the table created (once, even when several runs start together)."""
+    """An engine on the newest schema (migrated once, even when several runs start together).
+
+    The table is one of the ledger database's, so the ledger's migrations create and change it.
+    """
     engine = sql.make_engine(url)
-    with sql.schema_transaction(engine) as conn:
-        metadata.create_all(conn, checkfirst=True)
+    migrate.upgrade(engine)
     return engine
 
 

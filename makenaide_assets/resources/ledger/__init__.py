@@ -10,6 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
+from makenaide_assets.resources.ledger import migrate
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.ledger.booking import book_fill
 from makenaide_assets.settings import ledger_url
@@ -70,10 +71,10 @@ class TradingLedger(dg.ConfigurableResource):
         return self._engine
 
     def _create_and_seed(self, engine: sa.Engine) -> None:
-        """Tables and the initial cash, once, even when several runs open a new ledger at once
-        (the seed's unique event_key would otherwise fail all but one of them)."""
+        """The newest schema and the initial cash, once, even when several runs open a new ledger at
+        once (the seed's unique event_key would otherwise fail all but one of them)."""
+        migrate.upgrade(engine)
         with schema_transaction(engine) as conn:
-            t.metadata.create_all(conn)
             seeded = conn.execute(sa.select(t.cash_events.c.id).where(t.cash_events.c.event_key == "seed")).first()
             if seeded is None:
                 conn.execute(

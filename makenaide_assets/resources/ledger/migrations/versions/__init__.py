@@ -1,0 +1,1 @@
+"""Revisions of the ledger database, oldest first; every schema change is a new one."""
