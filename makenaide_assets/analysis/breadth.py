@@ -4,11 +4,18 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.indicators import BENCHMARK_MARKET
+from makenaide_assets.market.metadata import check_result, check_spec
 from makenaide_assets.partitions import daily
 from makenaide_assets.strategy.breadth import market_breadth as read_thermometer
 from makenaide_assets.strategy.indicators import indicator_snapshot
 
-REGIMES = ("bull", "neutral", "bear")
+# Warn, not block: an unreadable thermometer already forbids new buys, and blocking would also stop
+# the day's exits.
+GROUNDED = check_spec(
+    "market_breadth",
+    "market_breadth_grounded",
+    "Both votes were taken: KRW-BTC's MA200 trend is known and enough markets have an MA200",
+)
 
 
 def btc_row(daily_indicators: pd.DataFrame, daily_candles: pd.DataFrame) -> pd.Series | None:
@@ -22,7 +29,14 @@ def btc_row(daily_indicators: pd.DataFrame, daily_candles: pd.DataFrame) -> pd.S
     return indicator_snapshot(btc, btc.drop(columns=["market"]).reset_index(drop=True)).iloc[0]
 
 
-@dg.asset(partitions_def=daily, group_name="analysis", kinds={"pandas"})
+@dg.asset(
+    partitions_def=daily,
+    group_name="analysis",
+    kinds={"pandas"},
+    check_specs=[GROUNDED],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def market_breadth(
     context: dg.AssetExecutionContext, daily_indicators: pd.DataFrame, daily_candles: pd.DataFrame
 ) -> dg.MaterializeResult:
@@ -42,22 +56,20 @@ def market_breadth(
             "decliners": dg.MetadataValue.int(reading["decliners"]),
             "btc_trend": reading["btc_trend"],
         },
+        check_results=[grounded(reading)],
     )
 
 
-@dg.asset_check(asset=market_breadth, partitions_def=daily, blocking=True)
-def market_breadth_consistent(market_breadth: pd.DataFrame) -> dg.AssetCheckResult:
-    """One row, a known regime, shares in [0, 1], and never a buy allowed under a bear regime."""
-    row = market_breadth.iloc[0] if len(market_breadth) == 1 else None
-    problems = []
-    if row is None:
-        problems.append(f"{len(market_breadth)} rows instead of 1")
-    else:
-        if row["regime"] not in REGIMES:
-            problems.append(f"unknown regime {row['regime']!r}")
-        for column in ("share_above_ma200", "share_above_ma50"):
-            if not pd.isna(row[column]) and not 0 <= row[column] <= 1:
-                problems.append(f"{column}={row[column]}")
-        if row["regime"] == "bear" and bool(row["allow_new_buys"]):
-            problems.append("bear regime allows new buys")
-    return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems) or "none"})
+def grounded(reading: dict) -> dg.AssetCheckResult:
+    """A reading without one of its votes blocks new buys by itself; say so, naming KRW-BTC when its
+    trend is the missing vote (its candles missing or too short)."""
+    blind_btc = reading["btc_trend"] == "unknown"
+    return check_result(
+        GROUNDED,
+        [BENCHMARK_MARKET] if blind_btc else [],
+        passed=not blind_btc and reading["breadth"] != "unknown",
+        btc_trend=reading["btc_trend"],
+        breadth=reading["breadth"],
+        markets_with_ma200=dg.MetadataValue.int(int(reading["markets_with_ma200"])),
+        allow_new_buys=dg.MetadataValue.bool(bool(reading["allow_new_buys"])),
+    )

@@ -1,14 +1,30 @@
 """`candidates`: the comprehensive filter, one boolean per rule, a score and `passed`."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
-from makenaide_assets.market.metadata import preview, reasons_table
+from makenaide_assets.market.metadata import check_result, check_spec, preview, reasons_table
 from makenaide_assets.partitions import daily
-from makenaide_assets.strategy.rules import RULES, evaluate_candidates, rule_holds
+from makenaide_assets.strategy.rules import FEATURE_INPUTS, RULE_INPUTS, RULES, evaluate_candidates
+
+# Blocking: a candidate is one GPT verdict and one 4h check away from a buy.
+INPUTS_SANE = check_spec(
+    "candidates",
+    "candidates_inputs_sane",
+    "No passed candidate has a missing or infinite value among the inputs the rules read",
+    blocking=True,
+)
 
 
-@dg.asset(partitions_def=daily, group_name="analysis", kinds={"pandas"})
+@dg.asset(
+    partitions_def=daily,
+    group_name="analysis",
+    kinds={"pandas"},
+    check_specs=[INPUTS_SANE],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def candidates(
     context: dg.AssetExecutionContext, daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame
 ) -> dg.MaterializeResult:
@@ -31,33 +47,25 @@ def candidates(
             ),
             "preview": preview(frame.sort_values("score", ascending=False)[["market", "score", "passed", "reason"]]),
         },
+        check_results=[inputs_sane(frame)],
     )
 
 
-@dg.asset_check(
-    asset=candidates, partitions_def=daily, blocking=True, additional_ins={"universe": dg.AssetIn("universe")}
-)
-def candidates_subset_of_universe(candidates: pd.DataFrame, universe: pd.DataFrame) -> dg.AssetCheckResult:
-    """Every candidate row is a market that passed the day's universe, once."""
-    allowed = set(universe.loc[universe["passed"], "market"])
-    extra = sorted(set(candidates["market"]) - allowed)
-    dupes = sorted(candidates.loc[candidates["market"].duplicated(), "market"])
-    return dg.AssetCheckResult(
-        passed=not extra and not dupes,
-        metadata={"not_in_universe": ", ".join(extra) or "none", "duplicates": ", ".join(dupes) or "none"},
-    )
-
-
-@dg.asset_check(asset=candidates, partitions_def=daily, blocking=True)
-def candidates_rules_hold(candidates: pd.DataFrame) -> dg.AssetCheckResult:
-    """Every passed row satisfies each rule it claims, re-evaluated from the row's own inputs."""
-    violations = [
-        f"{row['market']}: {rule}"
-        for row in candidates[candidates["passed"]].to_dict("records")
-        for rule in RULES
-        if row[rule] and not rule_holds(row, rule)
+def inputs_sane(frame: pd.DataFrame) -> dg.AssetCheckResult:
+    """Passed rows whose rule inputs are not finite numbers. The rules reject a NaN they see, but an
+    infinity compares as a huge number: a market whose 20 days before D were booked with zero volume
+    gets an infinite `volume_ratio` and passes every volume rule on nothing."""
+    columns = [*RULE_INPUTS, *FEATURE_INPUTS]
+    passed = frame[frame["passed"]]
+    bad = ~np.isfinite(passed[columns].to_numpy(dtype="float64"))
+    rows = [
+        f"{market}: {', '.join(c for c, b in zip(columns, flags, strict=True) if b)}"
+        for market, flags in zip(passed["market"], bad, strict=True)
+        if flags.any()
     ]
-    return dg.AssetCheckResult(
-        passed=not violations,
-        metadata={"passed_rows": int(candidates["passed"].sum()), "violations": "; ".join(violations) or "none"},
+    return check_result(
+        INPUTS_SANE,
+        passed.loc[bad.any(axis=1), "market"],
+        not_finite="; ".join(rows) or "none",
+        passed_rows=dg.MetadataValue.int(len(passed)),
     )

@@ -3,11 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.market.metadata import preview
+from makenaide_assets.market.metadata import check_result, check_spec, preview
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
-from makenaide_assets.strategy.timing import FOUR_HOURS, evaluate_4h
+from makenaide_assets.strategy.timing import evaluate_4h
 
 # 200 candles is one Upbit page and more than the slow EMA and MACD need to settle.
 CANDLES_4H = 200
@@ -30,12 +30,27 @@ TIMING_COLUMNS = [
 ]
 
 
+# Warn: a BUY without a timing decision is not bought, so nothing is at stake but the chance.
+CANDLES_USABLE = check_spec(
+    "timing_4h",
+    "timing_4h_candles_usable",
+    "Every BUY verdict was timed on usable 4h candles: none missing, stale, too few or with gaps in prices",
+)
+
+
 def buy_verdicts(gpt_verdicts: pd.DataFrame) -> pd.DataFrame:
     """BUY answers that came from a working analyst (an error row is never a BUY)."""
     return gpt_verdicts[(gpt_verdicts["verdict"] == "BUY") & (gpt_verdicts["source"] != "error")]
 
 
-@dg.asset(partitions_def=daily, group_name="analysis", kinds={"pandas", "upbit"})
+@dg.asset(
+    partitions_def=daily,
+    group_name="analysis",
+    kinds={"pandas", "upbit"},
+    check_specs=[CANDLES_USABLE],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def timing_4h(
     context: dg.AssetExecutionContext, market_data: MarketData, gpt_verdicts: pd.DataFrame
 ) -> dg.MaterializeResult:
@@ -59,27 +74,17 @@ def timing_4h(
             "note": "no BUY verdicts for this day" if frame.empty else "",
             "preview": preview(frame[["market", "entry_ok", "reason", "suggested_entry", "suggested_stop"]]),
         },
+        check_results=[candles_usable(frame)],
     )
 
 
-@dg.asset_check(
-    asset=timing_4h, partitions_def=daily, blocking=True, additional_ins={"gpt_verdicts": dg.AssetIn("gpt_verdicts")}
-)
-def timing_4h_consistent(
-    context: dg.AssetCheckExecutionContext, timing_4h: pd.DataFrame, gpt_verdicts: pd.DataFrame
-) -> dg.AssetCheckResult:
-    """One row per BUY verdict, no 4h candle that closed after D, stops below entries."""
-    expected = set(buy_verdicts(gpt_verdicts)["market"])
-    got = timing_4h["market"].tolist()
-    problems = []
-    if set(got) != expected or len(got) != len(set(got)):
-        problems.append(f"rows {sorted(got)} != BUY verdicts {sorted(expected)}")
-    close = partition_close(context.partition_key)
-    late = timing_4h[timing_4h["last_candle_utc"].notna() & (timing_4h["last_candle_utc"] + FOUR_HOURS > close)]
-    if not late.empty:
-        problems.append("candles after D's close: " + ", ".join(late["market"]))
-    ok = timing_4h.loc[timing_4h["entry_ok"].astype(bool)]
-    bad_stop = ok[~(ok["suggested_stop"] < ok["suggested_entry"])]
-    if not bad_stop.empty:
-        problems.append("stop not below entry: " + ", ".join(bad_stop["market"]))
-    return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems) or "none"})
+def candles_usable(frame: pd.DataFrame) -> dg.AssetCheckResult:
+    """BUY verdicts the 4h rules could not judge (no close to judge from), named with the reason:
+    a 4h endpoint that lags or lost a market turns every BUY into a silent "no entry"."""
+    blind = frame[frame["close"].isna()]
+    return check_result(
+        CANDLES_USABLE,
+        blind["market"],
+        reasons="; ".join(f"{m}: {r}" for m, r in zip(blind["market"], blind["reason"], strict=True)) or "none",
+        buy_verdicts=dg.MetadataValue.int(len(frame)),
+    )

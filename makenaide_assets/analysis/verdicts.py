@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from makenaide_assets.market.metadata import check_result, check_spec, found_metadata
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst
 from makenaide_assets.strategy.payload import verdict_request
@@ -18,6 +19,17 @@ from makenaide_assets.strategy.verdict_schema import (
     verdicts_frame,
 )
 
+# Warnings: `signals` buys only a readable BUY with enough confidence and sets stops from its own
+# exit rules, so a bad row costs a missed entry, not money; a person should still read it.
+SCHEMA_VALID = check_spec(
+    "gpt_verdicts",
+    "gpt_verdicts_schema_valid",
+    "Answered rows: verdict in BUY/HOLD/AVOID, confidence in [0, 100], a BUY's stop below D's close;"
+    " error rows: no verdict",
+)
+ERRORS = check_spec(
+    "gpt_verdicts", "gpt_verdicts_errors", "Candidates left without a verdict, with the reason; a later run asks again"
+)
 _PREVIEW = ["market", "verdict", "confidence", "stage", "pattern", "suggested_stop", "source", "cost_usd", "error"]
 
 
@@ -71,7 +83,14 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
     return metadata
 
 
-@dg.asset(partitions_def=daily, group_name="analysis", kinds={"openai", "pandas"})
+@dg.asset(
+    partitions_def=daily,
+    group_name="analysis",
+    kinds={"openai", "pandas"},
+    check_specs=[SCHEMA_VALID, ERRORS],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def gpt_verdicts(
     context: dg.AssetExecutionContext,
     analyst: Analyst,
@@ -93,11 +112,17 @@ def gpt_verdicts(
         context.log.warning(f"{row.market}: no verdict ({row.error})")
     if frame.empty:
         context.log.info(f"no candidates for {partition_key}: nothing to analyse")
-    return dg.MaterializeResult(value=frame, metadata=verdict_metadata(frame, analyst, partition_key))
+    return dg.MaterializeResult(
+        value=frame,
+        metadata=verdict_metadata(frame, analyst, partition_key),
+        check_results=verdict_checks(frame, daily_indicators),
+    )
 
 
-def schema_violations(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """(market, problem) for every row a downstream reader could misread."""
+def schema_violations(frame: pd.DataFrame, closes: pd.Series | None = None) -> list[tuple[str, str]]:
+    """(market, problem) for every row a downstream reader could misread. `closes` (D's close by
+    market) adds the one rule the answer's own validation cannot know: a BUY's stop lies below
+    the price it would be bought at."""
     missing = [c for c in VERDICT_COLUMNS if c not in frame.columns]
     if missing:
         return [("*", f"missing columns: {', '.join(missing)}")]
@@ -114,6 +139,9 @@ def schema_violations(frame: pd.DataFrame) -> list[tuple[str, str]]:
             problems.append((row.market, f"confidence {row.confidence} is not in [0, 100]"))
         elif row.verdict == "BUY" and not row.suggested_stop > 0:
             problems.append((row.market, "BUY without a positive suggested_stop"))
+        elif row.verdict == "BUY" and closes is not None and not row.suggested_stop < closes.get(row.market, 0.0):
+            close = closes.get(row.market, float("nan"))
+            problems.append((row.market, f"BUY stop {row.suggested_stop:,.8g} is not below D's close {close:,.8g}"))
     return problems
 
 
@@ -121,48 +149,42 @@ def _table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> dg.Metadata
     return dg.MetadataValue.md(pd.DataFrame(rows, columns=list(headers)).to_markdown(index=False) if rows else "_none_")
 
 
-@dg.asset_check(
-    asset=gpt_verdicts, partitions_def=daily, blocking=True, additional_ins={"candidates": dg.AssetIn("candidates")}
-)
+def verdict_checks(frame: pd.DataFrame, daily_indicators: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    """The verdicts' own checks, against D's closes from the asset's `daily_indicators` input."""
+    closes = daily_indicators.drop_duplicates("market").set_index("market")["close"]
+    problems = schema_violations(frame, closes)
+    errors = frame.loc[frame["source"] == "error", ["market", "error"]] if "source" in frame else frame.iloc[0:0]
+    return [
+        check_result(
+            SCHEMA_VALID,
+            [market for market, _ in problems],
+            violations=dg.MetadataValue.int(len(problems)),
+            problems=_table(problems, ("market", "problem")),
+        ),
+        check_result(
+            ERRORS,
+            errors["market"],
+            errors=_table(list(errors.itertuples(index=False, name=None)), ("market", "error")),
+        ),
+    ]
+
+
+@dg.asset_check(asset=gpt_verdicts, partitions_def=daily, additional_ins={"candidates": dg.AssetIn("candidates")})
 def gpt_verdicts_one_per_candidate(gpt_verdicts: pd.DataFrame, candidates: pd.DataFrame) -> dg.AssetCheckResult:
-    """Exactly one row per passed candidate: none missing, none doubled, none extra."""
-    expected = set(passed_candidates(candidates)["market"])
+    """Exactly one row per passed candidate, as the `candidates` asset stored them: none missing,
+    none doubled, none extra. A gap means a candidate was never asked (no buy, so a warning)."""
+    expected = set(candidates.loc[candidates["passed"].eq(True), "market"])
     counts = gpt_verdicts["market"].value_counts()
     problems = [(m, "no row") for m in sorted(expected - set(counts.index))]
     problems += [(m, "not a passed candidate") for m in sorted(set(counts.index) - expected)]
     problems += [(m, f"{n} rows") for m, n in counts[counts > 1].items()]
     return dg.AssetCheckResult(
         passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={
+            **found_metadata(m for m, _ in problems),
             "passed_candidates": dg.MetadataValue.int(len(expected)),
             "rows": dg.MetadataValue.int(len(gpt_verdicts)),
             "problems": _table(problems, ("market", "problem")),
-        },
-    )
-
-
-@dg.asset_check(asset=gpt_verdicts, partitions_def=daily, blocking=True)
-def gpt_verdicts_schema_valid(gpt_verdicts: pd.DataFrame) -> dg.AssetCheckResult:
-    """Answered rows: verdict in BUY/HOLD/AVOID, confidence in [0, 100], a stop on BUY; error rows: no verdict."""
-    problems = schema_violations(gpt_verdicts)
-    return dg.AssetCheckResult(
-        passed=not problems,
-        metadata={
-            "violations": dg.MetadataValue.int(len(problems)),
-            "problems": _table(problems, ("market", "problem")),
-        },
-    )
-
-
-@dg.asset_check(asset=gpt_verdicts, partitions_def=daily)
-def gpt_verdicts_errors(gpt_verdicts: pd.DataFrame) -> dg.AssetCheckResult:
-    """Candidates left without a verdict, listed with the reason; a later run asks again."""
-    errors = gpt_verdicts.loc[gpt_verdicts["source"] == "error", ["market", "error"]]
-    return dg.AssetCheckResult(
-        passed=errors.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "error_count": dg.MetadataValue.int(len(errors)),
-            "errors": _table(list(errors.itertuples(index=False, name=None)), ("market", "error")),
         },
     )

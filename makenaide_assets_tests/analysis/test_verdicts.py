@@ -9,15 +9,22 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.analysis import verdicts
-from makenaide_assets.strategy.payload import PAYLOAD_CANDLES, build_payload, canonical_json, verdict_request
-from makenaide_assets.strategy.verdict_schema import VERDICT_COLUMNS, answer_row, verdicts_frame
 from makenaide_assets.partitions import daily
-from makenaide_assets.strategy.calendar import partition_close
-from makenaide_assets.resources.analyst import OpenAIAnalyst, RulesAnalyst
+from makenaide_assets.resources.analyst import Analyst, OpenAIAnalyst, RulesAnalyst
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.indicators import indicator_snapshot
+from makenaide_assets.strategy.payload import PAYLOAD_CANDLES, build_payload, canonical_json, verdict_request
+from makenaide_assets.strategy.verdict_schema import (
+    VERDICT_COLUMNS,
+    AnalystAnswer,
+    Verdict,
+    VerdictRequest,
+    answer_row,
+    verdicts_frame,
+)
 from makenaide_assets_tests.fixtures.openai.replay import OpenAIReplay, recorded
 
 DAY = "2023-12-20"
@@ -61,10 +68,26 @@ def stand_in(name: str, frame: pd.DataFrame) -> dg.AssetsDefinition:
     return _asset
 
 
+class StopAboveTheClose(Analyst):
+    """Answers BUY with a stop 10 % above the close: a valid answer by the schema's own rules."""
+
+    def describe(self) -> str:
+        return "test analyst"
+
+    def analyse(self, request: VerdictRequest) -> AnalystAnswer:
+        stop = request.payload["indicators"]["close"] * 1.1
+        verdict = Verdict(verdict="BUY", confidence=80, pattern="VCP", stage=2, reasoning="test",
+                          support=None, resistance=None, suggested_stop=stop)  # fmt: skip
+        return AnalystAnswer(verdict, source="rules", model="test", prompt_hash="")
+
+
 def materialize(tmp_path: Path, inputs: dict[str, pd.DataFrame], analyst: object) -> dg.ExecuteInProcessResult:
-    checks = [verdicts.gpt_verdicts_one_per_candidate, verdicts.gpt_verdicts_schema_valid, verdicts.gpt_verdicts_errors]
     return dg.materialize(
-        [*(stand_in(name, frame) for name, frame in inputs.items()), verdicts.gpt_verdicts, *checks],
+        [
+            *(stand_in(name, frame) for name, frame in inputs.items()),
+            verdicts.gpt_verdicts,
+            verdicts.gpt_verdicts_one_per_candidate,
+        ],
         partition_key=DAY,
         resources={"analyst": analyst, "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage"))},
         raise_on_error=False,
@@ -145,7 +168,9 @@ def test_missing_inputs_are_error_rows_with_a_warning(tmp_path: Path, upstream: 
     assert checks["gpt_verdicts_one_per_candidate"].passed and checks["gpt_verdicts_schema_valid"].passed
     errors = checks["gpt_verdicts_errors"]
     assert not errors.passed and errors.severity == dg.AssetCheckSeverity.WARN
+    assert errors.metadata["markets"].value == "KRW-BTC"
     assert "no daily_indicators row for KRW-BTC" in errors.metadata["errors"].value
+    assert result.success  # warnings only: the day goes on
 
 
 def test_zero_candidates_give_an_empty_frame_with_a_visible_note(tmp_path: Path, upstream: dict) -> None:
@@ -166,18 +191,29 @@ def test_checks_fail_on_corrupted_rows(tmp_path: Path, upstream: dict, rules_fra
     def corrupted() -> pd.DataFrame:
         return corrupt
 
-    checks = [verdicts.gpt_verdicts_one_per_candidate, verdicts.gpt_verdicts_schema_valid, verdicts.gpt_verdicts_errors]
     result = dg.materialize(
-        [stand_in("candidates", upstream["candidates"]), corrupted, *checks],
+        [stand_in("candidates", upstream["candidates"]), corrupted, verdicts.gpt_verdicts_one_per_candidate],
         partition_key=DAY,
         resources={"io_manager": ParquetIOManager(base_path=str(tmp_path / "corrupt"))},
         raise_on_error=False,
     )
-    checks = check_results(result)
-    assert not checks["gpt_verdicts_one_per_candidate"].passed
-    assert re.search(r"KRW-ETH +\| 2 rows", checks["gpt_verdicts_one_per_candidate"].metadata["problems"].value)
-    assert not checks["gpt_verdicts_schema_valid"].passed
-    assert "confidence 150 is not in [0, 100]" in checks["gpt_verdicts_schema_valid"].metadata["problems"].value
+    coverage = check_results(result)["gpt_verdicts_one_per_candidate"]
+    assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
+    assert coverage.metadata["markets"].value == "KRW-ETH"
+    assert re.search(r"KRW-ETH +\| 2 rows", coverage.metadata["problems"].value)
+    # The in-asset checks on the same rows, as the asset computes them.
+    schema, _ = verdicts.verdict_checks(corrupt, upstream["daily_indicators"])
+    assert not schema.passed and schema.metadata["markets"].value == "KRW-BTC"
+    assert "confidence 150 is not in [0, 100]" in schema.metadata["problems"].value
+
+
+def test_a_buy_whose_stop_is_above_the_close_is_named(tmp_path: Path, upstream: dict) -> None:
+    result = materialize(tmp_path, upstream, StopAboveTheClose())
+    assert result.success  # a warning: signals set stops from their own exit rules
+    schema = check_results(result)["gpt_verdicts_schema_valid"]
+    assert not schema.passed and schema.severity == dg.AssetCheckSeverity.WARN
+    assert (schema.metadata["markets"].value, schema.metadata["count"].value) == ("KRW-BTC, KRW-ETH", 2)
+    assert "is not below D's close" in schema.metadata["problems"].value
 
 
 @pytest.mark.parametrize(

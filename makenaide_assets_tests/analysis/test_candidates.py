@@ -1,0 +1,67 @@
+"""`candidates` on the recorded sample, and its check on a market whose volume history was lost."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from makenaide_assets.analysis.candidates import candidates
+from makenaide_assets.market import indicators, tickers, universe
+from makenaide_assets.resources.blacklist import Blacklist
+from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
+from makenaide_assets.resources.thresholds import UniverseThresholds
+from makenaide_assets.strategy.candles import Interval
+
+DAY = "2023-12-06"  # five markets pass on the sample, KRW-DOGE on stage 2 and its volume surge
+
+
+class VolumeHistoryLost(ReplayMarketData):
+    """Daily candles whose 20 days before D were stored with zero volume (a candle store that
+    wrote its rows before the volume arrived); D's own candle and the 24h ticker are right."""
+
+    market: str
+
+    def candles_many(self, markets: list[str], interval: Interval, as_of: pd.Timestamp, count: int) -> pd.DataFrame:
+        frame = super().candles_many(markets, interval, as_of, count)
+        if interval == "day":
+            when = frame["candle_date_time_utc"]
+            lost = (frame["market"] == self.market) & (when < as_of - pd.Timedelta(days=1))
+            lost &= when >= as_of - pd.Timedelta(days=21)
+            frame.loc[lost, ["candle_acc_trade_volume", "candle_acc_trade_price"]] = 0.0
+        return frame
+
+
+def run(market_data: MarketData, storage: Path) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*dg.load_assets_from_modules([tickers, universe, indicators]), candidates],
+        partition_key=DAY,
+        resources={
+            "market_data": market_data,
+            "universe_thresholds": UniverseThresholds(min_months=6),
+            "io_manager": ParquetIOManager(base_path=str(storage)),
+            "blacklist": Blacklist(),
+        },
+        raise_on_error=False,
+    )
+
+
+def test_candidates_pass_on_finite_inputs(sample_dir: Path, tmp_path: Path) -> None:
+    result = run(ReplayMarketData(replay_dir=str(sample_dir)), tmp_path)
+    assert result.success
+    frame = result.asset_value("candidates")
+    assert sorted(frame.loc[frame["passed"], "market"]) == ["KRW-DOGE", "KRW-DOT", "KRW-META", "KRW-SHIB", "KRW-XEC"]
+    [check] = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("candidates")]
+    assert check.passed and check.metadata["passed_rows"].value == 5
+
+
+# The strategy divides D's volume by a zero average on purpose here; numpy says so.
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_an_infinite_volume_ratio_fails_the_blocking_check_naming_the_market(sample_dir: Path, tmp_path: Path) -> None:
+    result = run(VolumeHistoryLost(replay_dir=str(sample_dir), market="KRW-DOGE"), tmp_path)
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.check_name, e.blocking) for e in failed] == [("candidates_inputs_sane", True)]
+    assert failed[0].metadata["markets"].value == "KRW-DOGE"
+    assert failed[0].metadata["not_finite"].value == "KRW-DOGE: volume_ratio"
+    assert result.get_failed_step_keys() == {"candidates"}  # downstream of candidates never starts
