@@ -32,6 +32,40 @@ def test_definitions_load_with_every_contract_name() -> None:
     assert {"tickers", "strategy_stats", "signals"} <= analysis and "fills" not in analysis
 
 
+# The checks that stop the day (and with it any trading): money, or market data every decision reads.
+# Everything else warns. `fills` keeps its own checks (non-blocking; trading has already happened).
+BLOCKING = {
+    "tickers:tickers_well_formed",  # an empty or doubled market list empties or doubles the whole day
+    "daily_candles:daily_candles_ohlc_sane",  # every indicator, rule, breadth reading and exit reads
+    "daily_candles:daily_candles_unique",  # these candles; a stale, missing, doubled or impossible
+    "daily_candles:daily_candles_fresh",  # bar turns into wrong buys and wrong (or no) stop-losses
+    "daily_indicators:daily_indicators_no_unexplained_nan",  # a NaN the rules would read as "no"
+    "candidates:candidates_inputs_sane",  # a candidate passed on an infinite input is one step from a buy
+    "strategy_stats:strategy_stats_matches_ledger",  # Kelly sizes positions from these numbers
+    "signals:signals_within_cash",
+    "signals:signals_min_order",
+    "signals:signals_one_order_per_market",
+    "signals:signals_kelly_within_cap",
+    "signals:signals_selector_honoured",
+}
+
+
+def test_blocking_checks_are_the_money_set_and_the_analysis_runs_one_separate_check_step() -> None:
+    defs = build_defs()
+    graph = defs.resolve_asset_graph()
+    specs = {f"{k.asset_key.to_user_string()}:{k.name}": graph.get_check_spec(k) for k in graph.asset_check_keys}
+    assert {key for key, spec in specs.items() if spec.blocking and spec.asset_key.path != ["fills"]} == BLOCKING
+    # Every check is in the catalog the daily report reads, the in-asset ones included.
+    assert set(defs.resources["check_catalog"].checks) == set(specs)
+    # In-asset checks run in their asset's step; only a check that reads another asset's stored value
+    # (verdict coverage against `candidates`) is a step of its own.
+    job = defs.resolve_job_def("analysis_job")
+    assets = {key.to_python_identifier() for key in job.asset_layer.executable_asset_keys}
+    assert {node.name for node in job.nodes} - assets == {"gpt_verdicts_gpt_verdicts_one_per_candidate"}
+    trading = defs.resolve_job_def("trading_job")
+    assert {node.name for node in trading.nodes} == {"fills", "portfolio", "daily_report"}
+
+
 def test_every_partitioned_asset_shares_the_one_daily_partitions() -> None:
     from makenaide_assets.partitions import daily
 

@@ -1,4 +1,10 @@
-"""The day's asset check report: every check of every asset for partition D and its outcome."""
+"""The day's asset check report: every check of every asset for partition D and its outcome.
+
+Read through the instance's public API only: the runs tagged with partition D, and in each the
+`ASSET_CHECK_EVALUATION_PLANNED` / `ASSET_CHECK_EVALUATION` events. The latest evaluation of a
+check stands; a check planned in a run of D but never evaluated had its step skipped (an upstream
+step or blocking check failed); one never planned for D was not evaluated at all.
+"""
 
 from collections.abc import Iterable
 
@@ -6,51 +12,78 @@ import dagster as dg
 import pandas as pd
 
 CHECK_REPORT_COLUMNS = ["asset", "check", "outcome", "severity", "found", "run_id"]
-# Record statuses by value: the enum lives in Dagster's private modules.
-_EVALUATED = ("SUCCEEDED", "FAILED")
-# How far back to look per check: re-runs of one partition are few, but backfills interleave.
-_HISTORY = 200
+PASSED, WARNING, FAILED, BLOCKED = "passed", "warning", "failed", "failed (blocks trading)"
+PLANNED_NOT_RUN, NOT_EVALUATED = "planned, never ran", "not evaluated"
+_EVENTS = {dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
 
 
 def _found(metadata: dict) -> str:
-    """The check's own metadata, compacted: what it found, for failures and warnings."""
+    """The check's own metadata, compacted: what it found (the markets first), for failures and warnings."""
+    first = [key for key in ("markets", "count") if key in metadata]
     parts = []
-    for key, value in metadata.items():
-        text = str(getattr(value, "value", value))
+    for key in [*first, *(key for key in metadata if key not in first)]:
+        text = str(getattr(metadata[key], "value", metadata[key]))
         if text and text != "none":
             parts.append(f"{key}={text[:120]}")
     return "; ".join(parts)[:400]
+
+
+def _outcome(evaluation: dg.AssetCheckEvaluation) -> tuple[str, str]:
+    """(outcome, severity) in words a person reads; severity only where something is wrong."""
+    if evaluation.passed:
+        return PASSED, ""
+    if evaluation.severity == dg.AssetCheckSeverity.WARN:
+        return WARNING, "WARN"
+    return (BLOCKED if evaluation.blocking else FAILED), "ERROR"
+
+
+def check_events(
+    instance: dg.DagsterInstance, partition: str
+) -> tuple[dict[dg.AssetCheckKey, tuple[dg.AssetCheckEvaluation, str]], dict[dg.AssetCheckKey, str]]:
+    """Per check, the latest evaluation for `partition` with its run id, and the last run that planned it."""
+    evaluated: dict[dg.AssetCheckKey, tuple[dg.AssetCheckEvaluation, str]] = {}
+    planned: dict[dg.AssetCheckKey, str] = {}
+    runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": partition}), ascending=True)
+    for record in runs:  # oldest first: later runs overwrite
+        run_id = record.dagster_run.run_id
+        for entry in instance.all_logs(run_id, of_type=_EVENTS):
+            data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+            if isinstance(data, dg.AssetCheckEvaluation):
+                if data.partition in (None, partition):
+                    evaluated[dg.AssetCheckKey(data.asset_key, data.check_name)] = (data, run_id)
+            elif data is not None:
+                planned[dg.AssetCheckKey(data.asset_key, data.check_name)] = run_id
+    return evaluated, planned
 
 
 def check_outcomes(
     instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey], partition: str
 ) -> pd.DataFrame:
     """Latest evaluation of each check for `partition`; checks never evaluated say so."""
+    evaluated, planned = check_events(instance, partition)
     rows = []
     for key in sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=_HISTORY)
-        mine = [r for r in history if r.partition == partition]
-        # A planned check whose step never ran (a blocking failure upstream) has no evaluation.
-        latest = next((r for r in mine if r.status.value in _EVALUATED and r.event is not None), None)
-        evaluation = latest.event.dagster_event.event_specific_data if latest and latest.event.dagster_event else None
-        if not isinstance(evaluation, dg.AssetCheckEvaluation):
-            outcome = "planned, never ran" if mine else "not evaluated"
-            rows.append([key.asset_key.to_user_string(), key.name, outcome, "", "", mine[0].run_id[:8] if mine else ""])
-            continue
-        outcome = "passed" if evaluation.passed else "failed"
-        severity = evaluation.severity.value
-        found = "" if evaluation.passed else _found(dict(evaluation.metadata))
-        rows.append([key.asset_key.to_user_string(), key.name, outcome, severity, found, latest.run_id[:8]])
+        asset = key.asset_key.to_user_string()
+        if key in evaluated:
+            evaluation, run_id = evaluated[key]
+            outcome, severity = _outcome(evaluation)
+            found = "" if evaluation.passed else _found(dict(evaluation.metadata))
+            rows.append([asset, key.name, outcome, severity, found, run_id[:8]])
+        elif key in planned:
+            why = "its step did not run: an upstream step or blocking check failed"
+            rows.append([asset, key.name, PLANNED_NOT_RUN, "", why, planned[key][:8]])
+        else:
+            rows.append([asset, key.name, NOT_EVALUATED, "", "", ""])
     return pd.DataFrame(rows, columns=CHECK_REPORT_COLUMNS)
 
 
 def verdict(report: pd.DataFrame) -> str:
     """One line answering "can I trust today's run?"."""
-    failed = report[(report["outcome"] == "failed") & (report["severity"] == "ERROR")]
-    warned = report[(report["outcome"] == "failed") & (report["severity"] == "WARN")]
-    missing = report[report["outcome"].isin(["not evaluated", "planned, never ran"])]
+    failed = report[report["outcome"].isin([FAILED, BLOCKED])]
+    warned = report[report["outcome"] == WARNING]
+    missing = report[report["outcome"].isin([NOT_EVALUATED, PLANNED_NOT_RUN])]
     if not failed.empty:
-        return f"NO: {len(failed)} blocking-severity check(s) failed: " + ", ".join(failed["check"])
+        return f"NO: {len(failed)} error-severity check(s) failed: " + ", ".join(failed["check"])
     if not missing.empty:
         return f"CAUTION: {len(missing)} check(s) not evaluated for this day: " + ", ".join(missing["check"])
     if not warned.empty:

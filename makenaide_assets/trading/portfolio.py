@@ -3,11 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.market.metadata import preview
+from makenaide_assets.market.metadata import check_result, check_spec, preview
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.ticks import MIN_ORDER_KRW
 
 CASH_MARKET = "KRW"
 PORTFOLIO_COLUMNS = [
@@ -23,6 +24,20 @@ PORTFOLIO_COLUMNS = [
     "opened_partition",
     "price_source",
 ]
+
+
+# Warnings: the report must still be written (a blocking check here would stop `daily_report`),
+# and `fills_cash_never_negative` already fails the day on negative cash.
+PRICED_AT_CLOSE = check_spec(
+    "portfolio",
+    "portfolio_priced_at_close",
+    "Every holding is valued at its close of D (one without, halted or delisted, is valued at cost)",
+)
+SELLABLE = check_spec(
+    "portfolio",
+    "portfolio_sellable",
+    "Every holding is worth at least Upbit's 5,000 KRW minimum order, so a sell signal can close it",
+)
 
 
 def mark_to_market(positions: pd.DataFrame, closes: dict[str, float | None], cash_krw: float) -> pd.DataFrame:
@@ -70,7 +85,15 @@ def mark_to_market(positions: pd.DataFrame, closes: dict[str, float | None], cas
     return pd.DataFrame(rows, columns=PORTFOLIO_COLUMNS)
 
 
-@dg.asset(partitions_def=daily, group_name="trading", kinds={"pandas", "sql"}, deps=["fills"])
+@dg.asset(
+    partitions_def=daily,
+    group_name="trading",
+    kinds={"pandas", "sql"},
+    deps=["fills"],
+    check_specs=[PRICED_AT_CLOSE, SELLABLE],
+    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
+    dagster_type=pd.DataFrame,
+)
 def portfolio(
     context: dg.AssetExecutionContext, ledger: TradingLedger, market_data: MarketData
 ) -> dg.MaterializeResult:
@@ -95,19 +118,23 @@ def portfolio(
             "valued_at_cost": ", ".join(held.loc[held["price_source"] != "close of D", "market"]) or "none",
             "preview": preview(frame),
         },
+        check_results=holding_checks(held),
     )
 
 
-@dg.asset_check(asset=portfolio, partitions_def=daily, blocking=True)
-def portfolio_cash_not_negative(portfolio: pd.DataFrame) -> dg.AssetCheckResult:
-    """Cash after the day's fills is not negative."""
-    cash = float(portfolio.loc[portfolio["market"] == CASH_MARKET, "value_krw"].sum())
-    return dg.AssetCheckResult(passed=cash >= 0, metadata={"cash_krw": cash})
-
-
-@dg.asset_check(asset=portfolio, partitions_def=daily)
-def portfolio_positions_positive(portfolio: pd.DataFrame) -> dg.AssetCheckResult:
-    """Every held position has a positive volume and cost, one row per market."""
-    held = portfolio[portfolio["market"] != CASH_MARKET]
-    bad = held[(held["volume"] <= 0) | (held["cost_krw"] <= 0) | held["market"].duplicated(keep=False)]
-    return dg.AssetCheckResult(passed=bad.empty, metadata={"bad_rows": ", ".join(bad["market"]) or "none"})
+def holding_checks(held: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    """Holdings a person must look at: valued at cost for want of D's close, or too small to sell."""
+    at_cost = held[held["price_source"] != "close of D"]
+    dust = held[held["value_krw"] < MIN_ORDER_KRW]
+    return [
+        check_result(
+            PRICED_AT_CLOSE,
+            at_cost["market"],
+            valued_at_cost_krw=dg.MetadataValue.float(float(at_cost["value_krw"].sum())),
+        ),
+        check_result(
+            SELLABLE,
+            dust["market"],
+            below_minimum=", ".join(f"{r.market}: {r.value_krw:,.0f} KRW" for r in dust.itertuples()) or "none",
+        ),
+    ]

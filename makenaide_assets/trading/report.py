@@ -8,7 +8,7 @@ from makenaide_assets.partitions import daily
 from makenaide_assets.resources.check_catalog import CheckCatalog
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.strategy.performance import drawdown
-from makenaide_assets.trading.check_report import check_outcomes, verdict
+from makenaide_assets.trading.check_report import PASSED, check_outcomes, verdict
 from makenaide_assets.trading.plots import equity_curve_markdown
 
 
@@ -50,11 +50,11 @@ def daily_report(
     summary = summarise_day(equity, fills, key, ledger.initial_cash_krw)
     checks = check_outcomes(context.instance, check_catalog.check_keys(), key)
     summary["checks"] = len(checks)
-    summary["checks_failed"] = int((checks["outcome"] == "failed").sum())
+    summary["checks_failed"] = int(checks["outcome"].str.startswith("failed").sum())
     summary["trust"] = verdict(checks)
     curve = equity[equity["partition_key"] <= key]
     trades = fills[["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status", "reason"]]
-    problems = checks[checks["outcome"] != "passed"]
+    problems = checks[checks["outcome"] != PASSED]
     return dg.MaterializeResult(
         value=pd.DataFrame([summary]),
         metadata={
