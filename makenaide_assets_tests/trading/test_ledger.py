@@ -128,7 +128,7 @@ def test_selling_more_than_held_books_nothing(ledger: TradingLedger) -> None:
     _fill(ledger, "mkn-buy", "KRW-XRP", "buy", price=500.0, volume=10.0)
     cash = ledger.cash_krw()
     _order(ledger, "mkn-sell", "KRW-XRP", "sell")
-    with pytest.raises(BookingError, match="holds 10"):
+    with pytest.raises(BookingError, match="10.0 is held"):
         ledger.record_fill("mkn-sell", price=500.0, volume=11.0, fee=2.75, executed_at=pd.Timestamp("2023-07-02"))
     assert ledger.cash_krw() == cash
     assert ledger.order("mkn-sell")["status"] == t.PENDING
@@ -153,7 +153,7 @@ def test_a_fill_is_all_or_nothing(ledger: TradingLedger) -> None:
         )
     with pytest.raises(sa.exc.IntegrityError):
         ledger.record_fill("mkn-buy", price=2_000_000.0, volume=0.1, fee=100.0, executed_at=pd.Timestamp("2023-07-02"))
-    assert ledger.open_positions().empty
+    assert ledger.positions_table().empty
     assert ledger.cash_krw() == SEED
     assert ledger.order("mkn-buy")["status"] == t.PENDING
 
@@ -190,10 +190,12 @@ def test_skipped_orders_are_listed_with_their_reason_and_may_be_retried(ledger: 
     assert ledger.order("mkn-skip")["status"] == t.PENDING
 
 
-def test_equity_is_replaced(ledger: TradingLedger) -> None:
+def test_equity_is_written_once_and_rewritten_only_with_the_same_value(ledger: TradingLedger) -> None:
     _fill(ledger, "mkn-buy", "KRW-BTC", "buy", price=100.0, volume=10.0)
     ledger.record_equity("2023-07-02", 1_000.0)
-    ledger.record_equity("2023-07-02", 1_200.0)
+    ledger.record_equity("2023-07-02", 1_000.0)  # a re-run of the same partition: same value, no change
+    with pytest.raises(LedgerConflict, match="equity of 2023-07-02 was recorded"):
+        ledger.record_equity("2023-07-02", 1_200.0)
     history = ledger.equity_history()
     assert len(history) == 1
-    assert history.loc[0, "equity_krw"] == pytest.approx(ledger.cash_krw() + 1_200.0)
+    assert history.loc[0, "equity_krw"] == pytest.approx(ledger.cash_krw() + 1_000.0)

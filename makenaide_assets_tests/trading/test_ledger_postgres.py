@@ -90,7 +90,7 @@ def test_a_fill_is_all_or_nothing(pg_database: sa.URL) -> None:
         conn.execute(t.fills.insert().values(identifier="mkn-buy", krw_value=1.0, executed_at=AT, **stray))
     with pytest.raises(sa.exc.IntegrityError):
         ledger.record_fill("mkn-buy", price=2_000_000.0, volume=0.1, fee=100.0, executed_at=AT)
-    assert ledger.open_positions().empty
+    assert ledger.positions_table().empty
     assert ledger.cash_krw() == SEED
     assert ledger.order("mkn-buy")["status"] == t.PENDING
 

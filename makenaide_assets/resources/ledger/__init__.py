@@ -1,7 +1,10 @@
-"""The trading ledger: orders, fills, positions, cash and equity; the source of truth for holdings."""
+"""The trading ledger: orders, fills, positions, cash and equity; the source of truth for holdings.
 
-import hashlib
-from collections.abc import Iterator, Mapping
+Reads take the partition's cut-off (`CutOff`, queries.py): an asset of partition D sees what the
+ledger held for D, whatever was booked since. Writes are one transaction each.
+"""
+
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -10,48 +13,55 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
-from makenaide_assets.resources.ledger import migrate
+from makenaide_assets.resources.ledger import migrate, queries
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.ledger.booking import book_fill
+from makenaide_assets.resources.ledger.identifiers import (
+    MAX_IDENTIFIER_LENGTH,
+    identifier_for_signal,
+    identifiers_for_signals,
+    order_identifier,
+    signal_fingerprint,
+)
+from makenaide_assets.resources.ledger.queries import CutOff
 from makenaide_assets.settings import ledger_url
 from makenaide_assets.sql import make_engine, schema_transaction
 from makenaide_assets.strategy.calendar import utc_now_naive
 
-# Upbit documents no maximum for `identifier`; 64 keeps us far inside any sane limit and inside
-# the column width.
-MAX_IDENTIFIER_LENGTH = 64
+__all__ = [
+    "MAX_IDENTIFIER_LENGTH",
+    "CutOff",
+    "LedgerConflict",
+    "PlanConflict",
+    "TradingLedger",
+    "identifier_for_signal",
+    "identifiers_for_signals",
+    "order_identifier",
+    "signal_fingerprint",
+]
+
+# Equity is recomputed from the same fills and closes on a re-run; float sums may differ in the
+# last bits, never by a won.
+EQUITY_TOLERANCE_KRW = 1e-6
 
 
 class LedgerConflict(RuntimeError):
     """A write would contradict what the ledger already holds (e.g. booking an order twice)."""
 
 
-def order_identifier(partition_key: str, market: str, side: str, signal_fingerprint: str) -> str:
-    """Deterministic Upbit `identifier`: the same signal of the same partition always maps to it."""
-    digest = hashlib.sha256(signal_fingerprint.encode("utf-8")).hexdigest()[:12]
-    identifier = f"mkn-{partition_key}-{market}-{side}-{digest}"
-    if len(identifier) > MAX_IDENTIFIER_LENGTH:
-        raise ValueError(f"identifier {identifier!r} is longer than {MAX_IDENTIFIER_LENGTH} characters")
-    return identifier
+class PlanConflict(LedgerConflict):
+    """A partition's recomputed signals differ from the orders already planned for it."""
 
-
-def signal_fingerprint(signal: Mapping[str, Any]) -> str:
-    """What identifies a signal across re-materialisations.
-
-    Amounts and prices are left out on purpose: they depend on cash and positions, which change
-    once the first fill is booked, so a re-run of `signals` after `fills` would otherwise mint a
-    new identifier and order again. One order per (partition, market, side) unless `signals`
-    supplies a `signal_id` to tell several apart.
-    """
-    parts = [str(signal["market"]), str(signal["side"])]
-    signal_id = signal.get("signal_id")
-    if signal_id is not None and not pd.isna(signal_id):
-        parts.append(str(signal_id))
-    return "|".join(parts)
-
-
-def identifier_for_signal(partition_key: str, signal: Mapping[str, Any]) -> str:
-    return order_identifier(partition_key, str(signal["market"]), str(signal["side"]), signal_fingerprint(signal))
+    def __init__(self, partition_key: str, planned: list[str], now: list[str]) -> None:
+        self.partition_key = partition_key
+        self.missing = sorted(set(planned) - set(now))  # planned then, not signalled now
+        self.new = sorted(set(now) - set(planned))  # signalled now, never planned
+        super().__init__(
+            f"{partition_key} was traded with {len(planned)} planned order(s); its signals now map to "
+            f"{len(now)}: new {self.new or 'none'}, no longer signalled {self.missing or 'none'}. "
+            "Nothing is ordered for a past partition whose signals changed; re-run with the "
+            "configuration it was traded with, or leave its history as it is."
+        )
 
 
 class TradingLedger(dg.ConfigurableResource):
@@ -88,74 +98,63 @@ class TradingLedger(dg.ConfigurableResource):
         with self.engine().begin() as conn:
             yield conn
 
-    # ---- reads -------------------------------------------------------------------------------
-    def cash_krw(self) -> float:
+    # ---- reads (as of a partition's cut-off; None: everything booked, for operator tools) -------
+    def _read(self, read: Any, *args: Any) -> Any:
         with self.engine().connect() as conn:
-            total = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(t.cash_events.c.amount_krw), 0.0))).scalar()
-        return float(total)
+            return read(conn, *args)
 
-    def cash_history(self) -> pd.DataFrame:
-        """Every cash event in booking order with the running balance (for the never-negative check)."""
-        frame = self._frame(sa.select(t.cash_events).order_by(t.cash_events.c.id))
-        frame["balance_krw"] = frame["amount_krw"].astype("float64").cumsum()
-        return frame
+    def cash_krw(self, as_of: CutOff | None = None) -> float:
+        return self._read(queries.cash_krw, as_of)
 
-    def open_positions(self) -> pd.DataFrame:
-        query = sa.select(*[t.positions.c[name] for name in t.POSITION_COLUMNS]).order_by(t.positions.c.market)
-        return self._frame(query)
+    def cash_history(self, as_of: CutOff | None = None) -> pd.DataFrame:
+        return self._read(queries.cash_history, as_of)
+
+    def open_positions(self, as_of: CutOff | None = None) -> pd.DataFrame:
+        return self._read(queries.open_positions, as_of)
+
+    def closed_trades(self, as_of: CutOff | None = None) -> pd.DataFrame:
+        return self._read(queries.closed_trades, as_of)
+
+    def equity_history(self, as_of: CutOff | None = None) -> pd.DataFrame:
+        return self._read(queries.equity_history, as_of)
+
+    def fills_for_partition(self, partition_key: str) -> pd.DataFrame:
+        """One row per order of the partition (done ones with their fill; others with the reason)."""
+        return self._read(queries.orders_of_partition, partition_key)
+
+    def unresolved_before(self, partition_key: str) -> pd.DataFrame:
+        return self._read(queries.unresolved_before, partition_key)
+
+    def plan(self, partition_key: str) -> list[str] | None:
+        return self._read(queries.plan, partition_key)
 
     def order(self, identifier: str) -> dict[str, Any] | None:
         with self.engine().connect() as conn:
             row = conn.execute(sa.select(t.orders).where(t.orders.c.identifier == identifier)).mappings().first()
         return dict(row) if row is not None else None
 
-    def fills_for_partition(self, partition_key: str) -> pd.DataFrame:
-        """One row per order of the partition (done ones with their fill; others with the reason)."""
-        o, f = t.orders, t.fills
-        query = (
-            sa.select(
-                o.c.identifier,
-                o.c.market,
-                o.c.side,
-                f.c.price,
-                f.c.volume,
-                f.c.fee,
-                f.c.krw_value,
-                o.c.status,
-                o.c.reason,
-                sa.func.coalesce(o.c.error_name + sa.literal(": ") + o.c.error_message, o.c.error_message).label(
-                    "status_reason"
-                ),
-                f.c.executed_at,
-                f.c.realized_pnl_krw,
-                o.c.ref_price,
-                o.c.krw_amount.label("requested_krw"),
-                o.c.volume.label("requested_volume"),
-                o.c.broker,
-                o.c.exchange_uuid,
-            )
-            .select_from(o.outerjoin(f, f.c.identifier == o.c.identifier))
-            .where(o.c.partition_key == partition_key)
-            .order_by(o.c.id)
-        )
-        frame = self._frame(query)
-        for column in ("price", "volume", "fee", "krw_value", "realized_pnl_krw", "ref_price"):
-            frame[column] = frame[column].astype("float64")
-        frame["executed_at"] = pd.to_datetime(frame["executed_at"])
-        return frame
+    def positions_table(self) -> pd.DataFrame:
+        """The booked positions as they stand (for reconciling them with the replayed fills)."""
+        columns = [c for c in t.positions.c if c.name != "updated_at"]
+        return self._read(queries.frame, sa.select(*columns).order_by(t.positions.c.market))
 
-    def closed_trades(self) -> pd.DataFrame:
-        """Sell fills with their realised P&L, oldest first (the input of the Kelly statistics)."""
-        query = sa.select(t.fills).where(t.fills.c.side == "sell").order_by(t.fills.c.executed_at, t.fills.c.id)
-        return self._frame(query)
-
-    def equity_history(self) -> pd.DataFrame:
-        return self._frame(sa.select(t.equity).order_by(t.equity.c.partition_key))
-
-    def _frame(self, query: sa.Select) -> pd.DataFrame:
-        with self.engine().connect() as conn:
-            result = conn.execute(query)
-            return pd.DataFrame(result.all(), columns=list(result.keys()))
+    # ---- trading plans ---------------------------------------------------------------------------
+    def record_plan(self, partition_key: str, identifiers: list[str]) -> None:
+        """Record what a partition's trading run is about to order, once; a re-run must match it."""
+        wanted = sorted(identifiers)
+        with self.transaction() as conn:
+            planned = queries.plan(conn, partition_key)
+            if planned is None:
+                conn.execute(
+                    t.trading_plans.insert().values(
+                        partition_key=partition_key,
+                        identifiers="\n".join(wanted),
+                        signal_count=len(wanted),
+                        created_at=utc_now_naive(),
+                    )
+                )
+            elif planned != wanted:
+                raise PlanConflict(partition_key, planned, wanted)
 
     # ---- order lifecycle -----------------------------------------------------------------------
     def record_intent(
@@ -242,19 +241,32 @@ class TradingLedger(dg.ConfigurableResource):
                 exchange_uuid=exchange_uuid,
             )
 
-    # ---- positions and equity ---------------------------------------------------------------------
+    # ---- equity ----------------------------------------------------------------------------------
     def record_equity(self, partition_key: str, positions_value_krw: float) -> dict[str, float]:
-        """Store (or replace) the partition's equity: ledger cash plus the given market value."""
-        cash = self.cash_krw()
+        """The partition's equity: cash as of its cut-off (its own orders included) plus the given
+        market value. A fact of the partition: written once, re-written only with the same value."""
+        cash = self.cash_krw(CutOff(partition_key, own_orders=True))
         row = dict(
             partition_key=partition_key,
             cash_krw=cash,
             positions_value_krw=float(positions_value_krw),
             equity_krw=cash + float(positions_value_krw),
-            recorded_at=utc_now_naive(),
         )
         with self.transaction() as conn:
-            # Delete + insert rather than a dialect-specific upsert, so SQLite and PostgreSQL agree.
-            conn.execute(t.equity.delete().where(t.equity.c.partition_key == partition_key))
-            conn.execute(t.equity.insert().values(**row))
-        return {k: v for k, v in row.items() if k.endswith("_krw")}
+            found = (
+                conn.execute(sa.select(t.equity).where(t.equity.c.partition_key == partition_key)).mappings().first()
+            )
+            if found is None:
+                conn.execute(t.equity.insert().values(**row, recorded_at=utc_now_naive()))
+            else:
+                differ = {
+                    k: (float(found[k]), v)
+                    for k, v in row.items()
+                    if k.endswith("_krw") and abs(float(found[k]) - v) > EQUITY_TOLERANCE_KRW
+                }
+                if differ:
+                    raise LedgerConflict(
+                        f"equity of {partition_key} was recorded as {dict(found)} and is now {row}: "
+                        f"{differ} (recorded, now). A partition's equity is written once."
+                    )
+        return {k: v for k, v in row.items() if k.endswith("_krw")}  # type: ignore[misc]

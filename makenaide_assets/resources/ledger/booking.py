@@ -6,10 +6,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.strategy.accounting import AccountingError, Position, apply_fill
 from makenaide_assets.strategy.calendar import utc_now_naive
-
-# Volumes are 8-decimal on Upbit; anything below half a unit of the 8th decimal is rounding noise.
-DUST_VOLUME = 5e-9
 
 
 class BookingError(RuntimeError):
@@ -36,32 +34,27 @@ def book_fill(
         raise BookingError(f"no order {identifier} in the ledger; record the intent before the fill")
     if order["status"] not in t.UNRESOLVED:
         raise BookingError(f"order {identifier} is already {order['status']}; refusing to book a second fill")
-    if not (price > 0 and volume > 0 and fee >= 0):
-        raise BookingError(f"order {identifier}: implausible fill price={price} volume={volume} fee={fee}")
 
     market, side, partition_key = order["market"], order["side"], order["partition_key"]
-    krw_value = price * volume
-    now = utc_now_naive()
-    position = (
+    row = (
         conn.execute(sa.select(t.positions).where(t.positions.c.market == market).with_for_update()).mappings().first()
     )
-
-    realized_pnl: float | None = None
-    if side in ("buy", "add"):
-        cash_delta = -(krw_value + fee)
-        _add_to_position(conn, position, market, partition_key, price, volume, krw_value + fee, now)
-    else:
-        held = 0.0 if position is None else float(position["volume"])
-        if volume > held + DUST_VOLUME:
-            raise BookingError(f"order {identifier}: sells {volume} {market} but the ledger holds {held}")
-        cash_delta = krw_value - fee
-        realized_pnl = _reduce_position(conn, position, volume, cash_delta, now)
-
+    held = None if row is None else Position(**{k: row[k] for k in Position.__dataclass_fields__})
+    try:
+        # The same arithmetic the as-of reads replay (strategy/accounting.py): booked today and
+        # replayed later, a position is the same numbers.
+        effect = apply_fill(
+            held, market=market, side=side, partition_key=partition_key, price=price, volume=volume, fee=fee
+        )
+    except AccountingError as exc:
+        raise BookingError(f"order {identifier}: {exc}") from exc
+    now = utc_now_naive()
+    _store_position(conn, market, held, effect.position, now)
     conn.execute(
         t.cash_events.insert().values(
             event_key=f"fill:{identifier}",
             kind=side,
-            amount_krw=cash_delta,
+            amount_krw=effect.cash_delta_krw,
             partition_key=partition_key,
             created_at=now,
         )
@@ -74,8 +67,8 @@ def book_fill(
         price=float(price),
         volume=float(volume),
         fee=float(fee),
-        krw_value=float(krw_value),
-        realized_pnl_krw=realized_pnl,
+        krw_value=float(price * volume),
+        realized_pnl_krw=effect.realized_pnl_krw,
         executed_at=pd.Timestamp(executed_at).to_pydatetime(),
     )
     conn.execute(t.fills.insert().values(**fill))
@@ -87,65 +80,13 @@ def book_fill(
     return fill
 
 
-def _add_to_position(
-    conn: sa.Connection,
-    position: sa.RowMapping | None,
-    market: str,
-    partition_key: str,
-    price: float,
-    volume: float,
-    cost: float,
-    now: Any,
+def _store_position(
+    conn: sa.Connection, market: str, before: Position | None, after: Position | None, now: Any
 ) -> None:
-    if position is None:
-        conn.execute(
-            t.positions.insert().values(
-                market=market,
-                volume=volume,
-                avg_price=price,
-                cost_krw=cost,
-                entries=1,
-                highest_price=price,
-                opened_partition=partition_key,
-                last_add_partition=partition_key,
-                updated_at=now,
-            )
-        )
-        return
-    held = float(position["volume"])
-    total = held + volume
-    conn.execute(
-        t.positions.update()
-        .where(t.positions.c.market == market)
-        .values(
-            volume=total,
-            # Volume-weighted average of fill prices; fees live in cost_krw, as freqtrade keeps them apart.
-            avg_price=(float(position["avg_price"]) * held + price * volume) / total,
-            cost_krw=float(position["cost_krw"]) + cost,
-            entries=int(position["entries"]) + 1,
-            highest_price=max(float(position["highest_price"]), price),
-            last_add_partition=partition_key,
-            updated_at=now,
-        )
-    )
-
-
-def _reduce_position(
-    conn: sa.Connection, position: sa.RowMapping | None, volume: float, proceeds: float, now: Any
-) -> float:
-    """Shrink the position; the sold share of its cost against the net proceeds is the realised P&L."""
-    assert position is not None  # book_fill checked the held volume
-    held = float(position["volume"])
-    sold_share = min(volume / held, 1.0)
-    cost_sold = float(position["cost_krw"]) * sold_share
-    remaining = held - volume
-    where = t.positions.c.market == position["market"]
-    if remaining <= DUST_VOLUME:
+    where = t.positions.c.market == market
+    if after is None:
         conn.execute(t.positions.delete().where(where))
+    elif before is None:
+        conn.execute(t.positions.insert().values(**after.__dict__, updated_at=now))
     else:
-        conn.execute(
-            t.positions.update()
-            .where(where)
-            .values(volume=remaining, cost_krw=float(position["cost_krw"]) - cost_sold, updated_at=now)
-        )
-    return proceeds - cost_sold
+        conn.execute(t.positions.update().where(where).values(**after.__dict__, updated_at=now))

@@ -101,13 +101,14 @@ equity = sa.Table(
     sa.Column("recorded_at", sa.DateTime, nullable=False),
 )
 
-POSITION_COLUMNS = [
-    "market",
-    "volume",
-    "avg_price",
-    "cost_krw",
-    "entries",
-    "highest_price",
-    "opened_partition",
-    "last_add_partition",
-]
+# What each partition's trading run planned: its order identifiers, newline-separated and sorted.
+# Written once, before the first order of the partition; a later run of the same partition must
+# plan exactly the same orders (a re-run), or it is a conflict and orders nothing.
+trading_plans = sa.Table(
+    "trading_plans",
+    metadata,
+    sa.Column("partition_key", sa.String(10), primary_key=True),
+    sa.Column("identifiers", sa.Text, nullable=False),
+    sa.Column("signal_count", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)

@@ -1,0 +1,141 @@
+"""What the ledger held at a partition's cut-off (DESIGN §8), as SQL reads.
+
+A partition's assets see the ledger as of its cut-off, never "as it is now", so re-running last
+Tuesday reads what last Tuesday read:
+- `signals(D)` and `strategy_stats(D)`: every event of the partitions before D (their orders are
+  sent after their close, so they are effective by D's close) and the seed cash;
+- `fills(D)`, `portfolio(D)`, `daily_report(D)`: the same plus D's own orders.
+Events carry the partition they belong to (`orders`, `fills`, `cash_events.partition_key`; the
+seed has none and is always visible), so a cut-off is a comparison of partition keys.
+"""
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.strategy.accounting import positions_frame, replay_positions
+
+
+@dataclass(frozen=True)
+class CutOff:
+    """The ledger a partition's asset may read: the partitions before D, and D's own orders too
+    when `own_orders` (the trading side: fills, portfolio, daily_report)."""
+
+    partition_key: str
+    own_orders: bool = False
+
+    def admits(self, column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        return column <= self.partition_key if self.own_orders else column < self.partition_key
+
+    def describe(self) -> str:
+        which = "with" if self.own_orders else "without"
+        return f"partitions up to {self.partition_key} {which} its own orders"
+
+
+def frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
+    result = conn.execute(query)
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _cash_visible(cut: CutOff | None) -> sa.ColumnElement[bool]:
+    column = t.cash_events.c.partition_key
+    return sa.true() if cut is None else sa.or_(column.is_(None), cut.admits(column))
+
+
+def cash_krw(conn: sa.Connection, cut: CutOff | None) -> float:
+    query = sa.select(sa.func.coalesce(sa.func.sum(t.cash_events.c.amount_krw), 0.0)).where(_cash_visible(cut))
+    return float(conn.execute(query).scalar_one())
+
+
+def cash_history(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
+    """Cash events in booking order with the running balance (for the never-negative check)."""
+    events = frame(conn, sa.select(t.cash_events).where(_cash_visible(cut)).order_by(t.cash_events.c.id))
+    events["balance_krw"] = events["amount_krw"].astype("float64").cumsum()
+    return events
+
+
+def fills(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
+    query = sa.select(t.fills).order_by(t.fills.c.id)
+    if cut is not None:
+        query = query.where(cut.admits(t.fills.c.partition_key))
+    return frame(conn, query)
+
+
+def open_positions(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
+    """Positions replayed from the fills the cut-off admits, with the booking's own arithmetic."""
+    return positions_frame(replay_positions(fills(conn, cut).to_dict("records")))
+
+
+def closed_trades(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
+    """Sell fills with their realised P&L, oldest first (the input of the Kelly statistics)."""
+    query = sa.select(t.fills).where(t.fills.c.side == "sell").order_by(t.fills.c.executed_at, t.fills.c.id)
+    if cut is not None:
+        query = query.where(cut.admits(t.fills.c.partition_key))
+    return frame(conn, query)
+
+
+def equity_history(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
+    query = sa.select(t.equity).order_by(t.equity.c.partition_key)
+    if cut is not None:
+        query = query.where(cut.admits(t.equity.c.partition_key))
+    return frame(conn, query)
+
+
+def unresolved_before(conn: sa.Connection, partition_key: str) -> pd.DataFrame:
+    """Orders of earlier partitions whose outcome at the exchange is still unknown."""
+    query = (
+        sa.select(t.orders.c.identifier, t.orders.c.partition_key, t.orders.c.status)
+        .where(t.orders.c.status.in_(t.UNRESOLVED), t.orders.c.partition_key < partition_key)
+        .order_by(t.orders.c.partition_key, t.orders.c.id)
+    )
+    return frame(conn, query)
+
+
+def orders_of_partition(conn: sa.Connection, partition_key: str) -> pd.DataFrame:
+    """One row per order of the partition (done ones with their fill; others with the reason)."""
+    o, f = t.orders, t.fills
+    query = (
+        sa.select(
+            o.c.identifier,
+            o.c.market,
+            o.c.side,
+            f.c.price,
+            f.c.volume,
+            f.c.fee,
+            f.c.krw_value,
+            o.c.status,
+            o.c.reason,
+            sa.func.coalesce(o.c.error_name + sa.literal(": ") + o.c.error_message, o.c.error_message).label(
+                "status_reason"
+            ),
+            f.c.executed_at,
+            f.c.realized_pnl_krw,
+            o.c.ref_price,
+            o.c.krw_amount.label("requested_krw"),
+            o.c.volume.label("requested_volume"),
+            o.c.broker,
+            o.c.exchange_uuid,
+        )
+        .select_from(o.outerjoin(f, f.c.identifier == o.c.identifier))
+        .where(o.c.partition_key == partition_key)
+        .order_by(o.c.id)
+    )
+    orders = frame(conn, query)
+    for column in ("price", "volume", "fee", "krw_value", "realized_pnl_krw", "ref_price"):
+        orders[column] = orders[column].astype("float64")
+    orders["executed_at"] = pd.to_datetime(orders["executed_at"])
+    return orders
+
+
+def plan(conn: sa.Connection, partition_key: str) -> list[str] | None:
+    """The order identifiers a trading run planned for the partition, or None if none ran."""
+    query = sa.select(t.trading_plans.c.identifiers).where(t.trading_plans.c.partition_key == partition_key)
+    found = conn.execute(query).scalar()
+    return None if found is None else [i for i in str(found).split("\n") if i]
+
+
+def planned_partitions(conn: sa.Connection) -> list[str]:
+    query = sa.select(t.trading_plans.c.partition_key).order_by(t.trading_plans.c.partition_key)
+    return [str(p) for p in conn.execute(query).scalars()]
