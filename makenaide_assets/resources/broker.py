@@ -30,7 +30,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifier_for_signal
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
@@ -151,7 +151,7 @@ class Broker(dg.ConfigurableResource, ABC):
             volume = _number(signal.get("volume"))
             if volume is None or volume <= 0:
                 return Skip("no_volume", f"sell signal without a positive volume ({signal.get('volume')!r})")
-            positions = self.ledger.open_positions().set_index("market")
+            positions = self.ledger.open_positions(CutOff(partition_key, own_orders=True)).set_index("market")
             if market not in positions.index:
                 return Skip("no_position", f"the ledger holds no {market}")
             volume = round_volume(min(volume, float(positions.at[market, "volume"])))
@@ -203,7 +203,7 @@ class PaperBroker(Broker):
                 return Skip("under_min_total", f"{plan.volume} {market} is worth {value:,.0f} KRW, below the minimum")
             return plan
         assert plan.krw_amount is not None
-        cash = self.ledger.cash_krw()
+        cash = self.ledger.cash_krw(CutOff(partition_key, own_orders=True))
         affordable = math.floor(cash / (1 + self.fee_rate))
         if plan.krw_amount <= affordable:
             return plan

@@ -5,7 +5,7 @@ import pandas as pd
 
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.broker import Broker
-from makenaide_assets.resources.ledger import TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import CutOff, PlanConflict, TradingLedger, identifiers_for_signals
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.strategy.ticks import FEE_RATE
 
@@ -24,6 +24,13 @@ def _has_contract_columns(_: dg.TypeCheckContext, value: object) -> dg.TypeCheck
 FillsFrame = dg.DagsterType(name="FillsFrame", type_check_fn=_has_contract_columns, description="fills contract")
 
 CHECKS = [
+    dg.AssetCheckSpec(
+        "fills_match_the_plan",
+        asset="fills",
+        partitions_def=daily,
+        blocking=True,
+        description="The signals are the ones this partition was first traded with; a changed past orders nothing",
+    ),
     dg.AssetCheckSpec(
         "fills_match_signals", asset="fills", partitions_def=daily, description="Each order maps to a signal"
     ),
@@ -54,7 +61,18 @@ def fills(context: dg.AssetExecutionContext, broker: Broker, signals: pd.DataFra
     # The checks read the broker's own ledger, the object the fills were just booked through: Dagster
     # gives a nested resource its own copy, apart from the top-level `ledger` (same database).
     ledger = broker.ledger
-    frame = broker.execute(signals, key, context.log)
+    planned = identifiers_for_signals(key, signals)
+    try:
+        # Recorded before the first order: a later run of this partition must plan the same orders.
+        ledger.record_plan(key, planned)
+        conflict = None
+        frame = broker.execute(signals, key, context.log)
+    except PlanConflict as exc:
+        # A past partition whose signals changed (e.g. new parameters): its history stays as it was
+        # traded, nothing is ordered today, and the blocking check below says what differs.
+        conflict = exc
+        context.log.error(str(exc))
+        frame = ledger.fills_for_partition(key)
     done = frame[frame["status"] == t.DONE]
     not_done = frame[frame["status"] != t.DONE]
     metadata = {
@@ -67,7 +85,7 @@ def fills(context: dg.AssetExecutionContext, broker: Broker, signals: pd.DataFra
         "krw_bought": dg.MetadataValue.float(float(done.loc[done["side"] != "sell", "krw_value"].sum())),
         "krw_sold": dg.MetadataValue.float(float(done.loc[done["side"] == "sell", "krw_value"].sum())),
         "fees_krw": dg.MetadataValue.float(float(done["fee"].sum())),
-        "cash_krw": dg.MetadataValue.float(ledger.cash_krw()),
+        "cash_krw": dg.MetadataValue.float(ledger.cash_krw(CutOff(key, own_orders=True))),
         "preview": dg.MetadataValue.md(_markdown(frame[[*FILL_COLUMNS, "reason"]])),
         "not_executed": dg.MetadataValue.md(
             _markdown(not_done[["identifier", "market", "side", "status", "status_reason"]])
@@ -76,20 +94,39 @@ def fills(context: dg.AssetExecutionContext, broker: Broker, signals: pd.DataFra
     return dg.MaterializeResult(
         value=frame,
         metadata=metadata,
-        check_results=fill_checks(frame, signals, key, ledger, broker),
+        check_results=[plan_check(key, conflict), *fill_checks(frame, signals, key, ledger, broker)],
+    )
+
+
+def plan_check(partition_key: str, conflict: PlanConflict | None) -> dg.AssetCheckResult:
+    if conflict is None:
+        return dg.AssetCheckResult(
+            check_name="fills_match_the_plan", passed=True, metadata={"partition": partition_key}
+        )
+    return dg.AssetCheckResult(
+        check_name="fills_match_the_plan",
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=str(conflict),
+        metadata={
+            "partition": partition_key,
+            "new_orders_not_placed": ", ".join(conflict.new) or "none",
+            "planned_orders_no_longer_signalled": ", ".join(conflict.missing) or "none",
+        },
     )
 
 
 def fill_checks(
     frame: pd.DataFrame, signals: pd.DataFrame, partition_key: str, ledger: TradingLedger, broker: Broker
 ) -> list[dg.AssetCheckResult]:
-    expected = {identifier_for_signal(partition_key, row) for row in signals.to_dict("records")}
+    expected = set(identifiers_for_signals(partition_key, signals))
     strangers = sorted(set(frame["identifier"]) - expected)
     duplicated = sorted(set(frame.loc[frame["identifier"].duplicated(), "identifier"]))
     done = frame[frame["status"] == t.DONE]
     fee_rate = float(getattr(broker, "fee_rate", FEE_RATE))
     off_fee = done[(done["fee"] - done["krw_value"] * fee_rate).abs() > FEE_TOLERANCE_KRW]
-    history = ledger.cash_history()
+    cut = CutOff(partition_key, own_orders=True)
+    history = ledger.cash_history(cut)
     lowest = float(history["balance_krw"].min()) if not history.empty else 0.0
     refused = frame[frame["status"].isin([t.REJECTED, t.FAILED])]
     error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
@@ -117,7 +154,7 @@ def fill_checks(
             check_name="fills_cash_never_negative",
             passed=lowest >= -0.01,
             severity=error,
-            metadata={"lowest_cash_krw": lowest, "cash_krw": ledger.cash_krw()},
+            metadata={"lowest_cash_krw": lowest, "cash_krw": ledger.cash_krw(cut)},
         ),
         dg.AssetCheckResult(
             check_name="fills_none_rejected",

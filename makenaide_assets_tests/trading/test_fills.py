@@ -23,7 +23,7 @@ PREPARED = pd.DataFrame(
 )
 
 
-def _run(tmp_path: Path, sample_dir: Path, prepared: pd.DataFrame) -> dg.ExecuteInProcessResult:
+def _run(tmp_path: Path, sample_dir: Path, prepared: pd.DataFrame, **kwargs: object) -> dg.ExecuteInProcessResult:
     @dg.asset(name="signals", partitions_def=daily)
     def stand_in_signals() -> pd.DataFrame:
         return prepared
@@ -39,6 +39,7 @@ def _run(tmp_path: Path, sample_dir: Path, prepared: pd.DataFrame) -> dg.Execute
             "market_data": market_data,
             "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
         },
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -53,6 +54,7 @@ def test_fills_materialise_with_passing_checks_and_contract_columns(tmp_path: Pa
     assert set(FILL_COLUMNS) <= set(frame.columns)
     assert frame.set_index("market")["status"].to_dict() == {"KRW-SC": "skipped", "KRW-BTC": "done", "KRW-ETH": "done"}
     assert _checks(result) == {
+        "fills_match_the_plan": True,
         "fills_match_signals": True,
         "fills_unique_identifiers": True,
         "fills_fee_rate": True,
@@ -77,11 +79,22 @@ def test_rematerialising_orders_nothing_new_and_still_shows_the_day(tmp_path: Pa
     assert ledger.cash_krw() == cash
 
 
-def test_orders_without_a_matching_signal_fail_the_check(tmp_path: Path, sample_dir: Path) -> None:
+def test_changed_signals_of_a_traded_day_order_nothing_and_fail_the_plan_check(
+    tmp_path: Path, sample_dir: Path
+) -> None:
     _run(tmp_path, sample_dir, PREPARED)
-    # `signals` re-materialised differently after the day's orders went out: the ledger keeps them.
-    result = _run(tmp_path, sample_dir, PREPARED.iloc[[1]])
-    assert result.success
+    ledger = TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    orders, cash = ledger.fills_for_partition(DAY), ledger.cash_krw()
+    # `signals` re-materialised differently after the day was traded (new parameters, say): a new
+    # buy and a dropped one. Nothing is ordered; the day's record stays as it was traded.
+    changed = pd.concat([PREPARED.iloc[[1]], PREPARED.iloc[[0]].assign(market="KRW-XRP", price=700.0)])
+    result = _run(tmp_path, sample_dir, changed, raise_on_error=False)
+    assert not result.success  # the blocking check stops the run
+    [plan] = [e for e in result.get_asset_check_evaluations() if e.check_name == "fills_match_the_plan"]
+    assert not plan.passed and "KRW-XRP" in str(plan.metadata["new_orders_not_placed"].value)
+    assert "KRW-BTC" in str(plan.metadata["planned_orders_no_longer_signalled"].value)
+    pd.testing.assert_frame_equal(ledger.fills_for_partition(DAY), orders)
+    assert ledger.cash_krw() == cash
     assert _checks(result)["fills_match_signals"] is False
 
 
