@@ -34,7 +34,6 @@ def btc_row(daily_indicators: pd.DataFrame, daily_candles: pd.DataFrame) -> pd.S
     group_name="analysis",
     kinds={"pandas"},
     check_specs=[GROUNDED],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def market_breadth(

@@ -22,7 +22,6 @@ INPUTS_SANE = check_spec(
     group_name="analysis",
     kinds={"pandas"},
     check_specs=[INPUTS_SANE],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def candidates(

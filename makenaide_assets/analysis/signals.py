@@ -126,7 +126,6 @@ SIGNAL_CHECKS = [WITHIN_CASH, MIN_ORDER, ONE_ORDER_PER_MARKET, KELLY_WITHIN_CAP,
     kinds={"pandas"},
     metadata={"contract": "market, side (buy/add/sell), price, krw_amount | volume, reason"},
     check_specs=SIGNAL_CHECKS,
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def signals(

@@ -78,7 +78,6 @@ def stats_frame(closed: pd.DataFrame, partition_key: str, window_days: int) -> p
     kinds={"pandas", "sql"},
     metadata={"contract": "trades, win_rate, payoff_ratio, profit_factor, expectancy over a rolling window"},
     check_specs=[MATCHES_LEDGER],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def strategy_stats(

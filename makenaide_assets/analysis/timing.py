@@ -48,7 +48,6 @@ def buy_verdicts(gpt_verdicts: pd.DataFrame) -> pd.DataFrame:
     group_name="analysis",
     kinds={"pandas", "upbit"},
     check_specs=[CANDLES_USABLE],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def timing_4h(

@@ -88,7 +88,6 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
     group_name="analysis",
     kinds={"openai", "pandas"},
     check_specs=[SCHEMA_VALID, ERRORS],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def gpt_verdicts(

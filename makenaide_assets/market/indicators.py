@@ -46,7 +46,6 @@ INDICATORS_NO_NAN = check_spec(
     group_name="market",
     kinds={"pandas", "upbit"},
     check_specs=[CANDLES_OHLC_SANE, CANDLES_UNIQUE, CANDLES_FRESH, CANDLES_VOLUME],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def daily_candles(

@@ -44,7 +44,11 @@ def listed(text: object) -> set[str]:
 
 def check_spec(asset: str, name: str, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
     """An in-asset check of a daily asset. Blocking checks fail with ERROR severity and stop every
-    downstream step; the others only warn (see `check_result`)."""
+    downstream step; the others only warn (see `check_result`).
+
+    An asset with `check_specs` also declares `dagster_type=pd.DataFrame`: with check specs, its
+    `-> MaterializeResult` annotation alone would type the value as Nothing.
+    """
     return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking, partitions_def=daily)
 
 

@@ -47,7 +47,6 @@ NONE_DISAPPEARED = check_spec(
     group_name="market",
     kinds={"pandas", "upbit"},
     check_specs=[WELL_FORMED, NONE_DISAPPEARED],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def tickers(context: dg.AssetExecutionContext, blacklist: Blacklist, market_data: MarketData) -> dg.MaterializeResult:

@@ -63,7 +63,6 @@ def screen_universe(
     group_name="market",
     kinds={"pandas", "upbit"},
     check_specs=[STABLE],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def universe(

@@ -91,7 +91,6 @@ def mark_to_market(positions: pd.DataFrame, closes: dict[str, float | None], cas
     kinds={"pandas", "sql"},
     deps=["fills"],
     check_specs=[PRICED_AT_CLOSE, SELLABLE],
-    # With check_specs the `MaterializeResult` annotation alone would type the value as Nothing.
     dagster_type=pd.DataFrame,
 )
 def portfolio(
