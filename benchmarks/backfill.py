@@ -81,7 +81,7 @@ def main() -> int:
     from makenaide_assets import settings
     from makenaide_assets.resources.ledger import TradingLedger
 
-    TradingLedger(url=settings.ledger_url()).cash_krw()
+    TradingLedger(url=settings.ledger_url()).cash_krw(None)
     shares = [partitions[i :: args.workers] for i in range(args.workers)]
     with machine.Stopwatch() as watch, ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(work, shares, [args.instance] * args.workers))

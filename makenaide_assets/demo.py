@@ -61,7 +61,7 @@ def _print_results(instance: dg.DagsterInstance, traded: list[str], failures: li
     from makenaide_assets.resources.ledger import TradingLedger
 
     ledger = TradingLedger(url=settings.ledger_url())
-    equity = ledger.equity_history()
+    equity = ledger.equity_history(None)
     print(f"\nDone in {seconds:.0f}s: trading ran for {len(traded)} day(s); failures: {', '.join(failures) or 'none'}")
     if not equity.empty:
         last = equity.iloc[-1]

@@ -34,6 +34,7 @@ trading_job = dg.define_asset_job(
     description="fills → portfolio → daily_report for one partition; started only by signals_sensor.",
 )
 
+
 # Written out rather than `build_schedule_from_partitioned_job`, which calls Dagster's deprecated
 # `run_request_for_partition` on every tick.
 @dg.schedule(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from makenaide_assets.strategy.candles import candle_close_time
 from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.candles import candle_close_time
 
 
 def copy_replay(src: Path, dst: Path, edit: Callable[[str, str, pd.DataFrame], pd.DataFrame] | None = None) -> Path:

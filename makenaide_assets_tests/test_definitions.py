@@ -47,6 +47,7 @@ BLOCKING = {
     "signals:signals_one_order_per_market",
     "signals:signals_kelly_within_cap",
     "signals:signals_selector_honoured",
+    "signals:signals_match_the_traded_plan",  # a changed past is a conflict, never an order today
 }
 
 

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from makenaide_assets.market.metadata import check_result, check_spec
 from makenaide_assets.partitions import daily
-from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifiers_for_signals
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import STOP_LOSS_PCT, ExitParams
@@ -117,7 +117,15 @@ SELECTOR_HONOURED = check_spec(
     "Entries follow the day's evidence: measured or configured Kelly inputs, floor, or stop",
     blocking=True,
 )
-SIGNAL_CHECKS = [WITHIN_CASH, MIN_ORDER, ONE_ORDER_PER_MARKET, KELLY_WITHIN_CAP, SELECTOR_HONOURED]
+MATCHES_TRADED_PLAN = check_spec(
+    "signals",
+    "signals_match_the_traded_plan",
+    "A partition already traded gets the same orders again; different ones (new parameters, say) are a conflict",
+    blocking=True,
+)
+SIGNAL_CHECKS = [
+    WITHIN_CASH, MIN_ORDER, ONE_ORDER_PER_MARKET, KELLY_WITHIN_CAP, SELECTOR_HONOURED, MATCHES_TRADED_PLAN,
+]  # fmt: skip
 
 
 @dg.asset(
@@ -145,7 +153,10 @@ def signals(
     kelly, params = decision.inputs, config.plan_params()
     if decision.max_fraction is not None:
         params = replace(params, max_position_fraction=min(params.max_position_fraction, decision.max_fraction))
-    cash = ledger.cash_krw()
+    # The ledger as D's close left it: the partitions before D, never what was booked since, so a
+    # re-run of an old day plans what that day planned (DESIGN §8).
+    as_of = CutOff(context.partition_key)
+    cash = ledger.cash_krw(as_of)
     plan = plan_signals(
         partition_key=context.partition_key,
         candidates=candidates,
@@ -153,7 +164,7 @@ def signals(
         timing_4h=timing_4h,
         daily_indicators=daily_indicators,
         market_breadth=market_breadth,
-        positions=with_highest_close_since_entry(ledger.open_positions(), market_data, context.partition_key),
+        positions=with_highest_close_since_entry(ledger.open_positions(as_of), market_data, context.partition_key),
         cash_krw=cash,
         kelly_inputs=kelly,
         params=params,
@@ -182,7 +193,10 @@ def signals(
             "rejected": dg.MetadataValue.md(_markdown(rejected, "nothing rejected")),
             "preview": dg.MetadataValue.md(_markdown(orders.head(20), "no orders")),
         },
-        check_results=signal_checks(orders, cash, config, decision),
+        check_results=[
+            *signal_checks(orders, cash, config, decision),
+            traded_plan_check(orders, context.partition_key, ledger.plan(context.partition_key)),
+        ],
     )
 
 
@@ -275,3 +289,20 @@ def signal_checks(
         ),
         check_result(SELECTOR_HONOURED, selector_breaches(orders, decision)["market"], decision=decision.reason),
     ]
+
+
+def traded_plan_check(orders: pd.DataFrame, partition_key: str, planned: list[str] | None) -> dg.AssetCheckResult:
+    """Signals of a partition whose trading already ran must map to the orders it planned: the
+    sensor then refuses to trade a changed past, and `fills` would order nothing anyway."""
+    now = identifiers_for_signals(partition_key, orders)
+    if planned is None:
+        return check_result(MATCHES_TRADED_PLAN, [], traded="not yet")
+    new, gone = sorted(set(now) - set(planned)), sorted(set(planned) - set(now))
+    markets = [i.removeprefix(f"mkn-{partition_key}-").rsplit("-", 2)[0] for i in new + gone]
+    return check_result(
+        MATCHES_TRADED_PLAN,
+        markets,
+        traded="yes",
+        new_orders=", ".join(new) or "none",
+        planned_but_no_longer_signalled=", ".join(gone) or "none",
+    )

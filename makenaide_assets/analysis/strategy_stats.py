@@ -14,7 +14,7 @@ from pydantic import Field
 
 from makenaide_assets.market.metadata import check_result, check_spec, preview
 from makenaide_assets.partitions import daily
-from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.resources.ledger import CutOff, TradingLedger
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.stats import TradeStats, in_window, known_by, stats_of, trade_returns, window_start
@@ -85,7 +85,8 @@ def strategy_stats(
 ) -> dg.MaterializeResult:
     """Win rate, average win/loss, profit factor and expectancy of the trades closed before D (Kelly's inputs)."""
     key = context.partition_key
-    closed = ledger.closed_trades()
+    # Sells of the partitions before D only: the ledger as D's close left it (DESIGN §8).
+    closed = ledger.closed_trades(CutOff(key))
     frame = stats_frame(closed, key, config.window_days)
     row = frame.iloc[0]
     window = in_window(closed, key, config.window_days)

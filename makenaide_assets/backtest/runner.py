@@ -112,7 +112,7 @@ def run_backtest(spec: BacktestSpec, progress: Callable[[str], None] | None = No
     ledger: TradingLedger = resources["ledger"]
     orders = ledger_orders(ledger, days.loc[days["traded"], "partition"])
     orders.to_csv(spec.workdir / "orders.csv", index=False)
-    equity = ledger.equity_history()
+    equity = ledger.equity_history(None)
     ledger.engine().dispose()
     return BacktestRun(spec, days, orders, equity, seconds=time.monotonic() - started)
 

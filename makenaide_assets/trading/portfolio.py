@@ -5,7 +5,7 @@ import pandas as pd
 
 from makenaide_assets.market.metadata import check_result, check_spec, preview
 from makenaide_assets.partitions import daily
-from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.resources.ledger import CutOff, TradingLedger
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.ticks import MIN_ORDER_KRW
@@ -97,14 +97,16 @@ def portfolio(
     context: dg.AssetExecutionContext, ledger: TradingLedger, market_data: MarketData
 ) -> dg.MaterializeResult:
     """Positions and cash after D, valued at D's close; the day's equity is recorded in the ledger."""
-    as_of = partition_close(context.partition_key)
-    positions = ledger.open_positions()
+    close = partition_close(context.partition_key)
+    # D's own orders included, nothing booked for later days: a re-run of D values what D held.
+    as_of = CutOff(context.partition_key, own_orders=True)
+    positions = ledger.open_positions(as_of)
     closes: dict[str, float | None] = {}
     for market in positions["market"]:
-        day = market_data.candles(market, "day", as_of, 1)
+        day = market_data.candles(market, "day", close, 1)
         fresh = not day.empty and day["candle_date_time_utc"].iloc[-1] == pd.Timestamp(context.partition_key)
         closes[market] = float(day["trade_price"].iloc[-1]) if fresh else None
-    frame = mark_to_market(positions, closes, ledger.cash_krw())
+    frame = mark_to_market(positions, closes, ledger.cash_krw(as_of))
     held = frame[frame["market"] != CASH_MARKET]
     equity = ledger.record_equity(context.partition_key, float(held["value_krw"].sum()))
     return dg.MaterializeResult(

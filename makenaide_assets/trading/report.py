@@ -6,7 +6,7 @@ import pandas as pd
 from makenaide_assets.market.metadata import preview
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.check_catalog import CheckCatalog
-from makenaide_assets.resources.ledger import TradingLedger
+from makenaide_assets.resources.ledger import CutOff, TradingLedger
 from makenaide_assets.strategy.performance import drawdown
 from makenaide_assets.trading.check_report import PASSED, check_outcomes, verdict
 from makenaide_assets.trading.plots import equity_curve_markdown
@@ -46,7 +46,7 @@ def daily_report(
     """Equity, P&L, drawdown and trades of the day, an equity curve, and every check of D with its outcome."""
     key = context.partition_key
     fills = ledger.fills_for_partition(key)
-    equity = ledger.equity_history()
+    equity = ledger.equity_history(CutOff(key, own_orders=True))
     summary = summarise_day(equity, fills, key, ledger.initial_cash_krw)
     checks = check_outcomes(context.instance, check_catalog.check_keys(), key)
     summary["checks"] = len(checks)

@@ -152,7 +152,7 @@ def run(assets: list, ledger: TradingLedger, tmp_path: Path, **kwargs: object) -
 
 
 def test_signals_sells_the_loser_adds_to_the_winner_buys_the_candidate(ledger: TradingLedger, tmp_path: Path) -> None:
-    cash = ledger.cash_krw()
+    cash = ledger.cash_krw(None)
     stand_ins = [stand_in(key, frame) for key, frame in upstream().items()]
     result = run([*stand_ins, signals], ledger, tmp_path)
     assert result.success
@@ -227,7 +227,7 @@ def test_a_plan_beyond_cash_fails_the_blocking_check_and_stops_downstream(
 
 def test_each_check_catches_its_own_corruption(ledger: TradingLedger, tmp_path: Path) -> None:
     good = run([*(stand_in(k, f) for k, f in upstream().items()), signals], ledger, tmp_path).asset_value("signals")
-    cash = ledger.cash_krw()
+    cash = ledger.cash_krw(None)
     assert cash_overspend_krw(good, cash) < 0
     assert cash_overspend_krw(good.assign(krw_amount=cash), cash) > 0
     assert below_minimum(good).empty
@@ -263,7 +263,7 @@ def test_the_kelly_check_holds_the_plan_to_the_config_the_run_used(ledger: Tradi
     # The same rows break the default half-Kelly, 10% cap: the check reads the asset's own config object.
     assert len(kelly_outside_cap(orders, 0.5, 0.10)) == 3
     defaults = SignalsConfig()
-    checks = signal_checks(orders, ledger.cash_krw(), defaults, defaults.decide(upstream()["strategy_stats"]))
+    checks = signal_checks(orders, ledger.cash_krw(None), defaults, defaults.decide(upstream()["strategy_stats"]))
     kelly = next(r for r in checks if r.check_name == "signals_kelly_within_cap")
     assert not kelly.passed and kelly.metadata["markets"].value == "KRW-BTC, KRW-ETH, KRW-STORJ"
 

@@ -72,7 +72,7 @@ def test_counts_only_what_d_could_know_and_a_rerun_after_later_trades_agrees(
     again = materialise([strategy_stats], ledger, tmp_path, "2023-10-10")
     assert all(e.passed for e in again.get_asset_check_evaluations())
     pd.testing.assert_frame_equal(again.asset_value("strategy_stats"), first.asset_value("strategy_stats"))
-    day_before = stats_frame(ledger.closed_trades(), "2023-10-09", 365).iloc[0]
+    day_before = stats_frame(ledger.closed_trades(None), "2023-10-09", 365).iloc[0]
     assert day_before["trades"] == 1 and day_before["trades_known"] == 1
 
 
@@ -81,7 +81,7 @@ def test_the_ledger_check_names_trades_the_statistics_should_not_have_counted(
 ) -> None:
     round_trip(ledger, 1, "2023-10-01", "2023-10-05", 110.0)
     round_trip(ledger, 2, "2023-10-02", "2023-10-12", 90.0)  # sold after D: D cannot know it
-    closed = ledger.closed_trades()
+    closed = ledger.closed_trades(None)
     honest_window = in_window(closed, "2023-10-10", 365)
     honest = stats_frame(closed, "2023-10-10", 365)
     assert matches_ledger(honest, honest_window, ledger, "2023-10-10", 365).passed
@@ -100,17 +100,21 @@ def test_the_ledger_check_names_trades_the_statistics_should_not_have_counted(
 def test_an_off_by_one_filter_fails_the_blocking_check_and_signals_never_run(
     ledger: TradingLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    round_trip(ledger, 1, "2023-10-01", "2023-10-05", 110.0)
-    round_trip(ledger, 2, "2023-10-03", DAY, 130.0)  # sold on D itself: D's plan cannot know it
+    # The ledger read stops at D's cut-off, so a trade sold on D can no longer leak in; the slip
+    # left to catch is at the window's other end: a trade sold on its first day, lost by `>`.
+    first_day = (pd.Timestamp(DAY) - pd.Timedelta(days=365)).strftime("%Y-%m-%d")
+    round_trip(ledger, 1, "2022-10-01", first_day, 110.0)
+    round_trip(ledger, 2, "2023-10-03", "2023-10-05", 130.0)
 
-    def through_d(closed: pd.DataFrame, partition_key: str, window_days: int) -> pd.DataFrame:
-        return closed[closed["partition_key"].astype(str) <= partition_key]  # `<=` where `<` belongs
+    def window_from_the_day_after(closed: pd.DataFrame, partition_key: str, window_days: int) -> pd.DataFrame:
+        known = stats_module.known_by(closed, partition_key)
+        return known[known["partition_key"].astype(str) > first_day]  # `>` where `>=` belongs
 
-    monkeypatch.setattr(stats_module, "in_window", through_d)
+    monkeypatch.setattr(stats_module, "in_window", window_from_the_day_after)
     frames = [stand_in(k, f) for k, f in upstream().items() if k != "strategy_stats"]
     result = materialise([*frames, strategy_stats, signals], ledger, tmp_path, DAY, raise_on_error=False)
     [evaluation] = result.get_asset_check_evaluations()
-    assert not evaluation.passed and evaluation.metadata["markets"].value == "KRW-T2"
+    assert not evaluation.passed and evaluation.metadata["markets"].value == "KRW-T1"
     assert result.get_failed_step_keys() == {"strategy_stats"}
     assert not result.asset_materializations_for_node("signals")
 

@@ -6,14 +6,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from makenaide_assets.strategy.payload import verdict_request
-from makenaide_assets.resources.verdict_cache import VerdictCache, make_engine
-from makenaide_assets.strategy.verdict_schema import VerdictRequest
-from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.resources.analyst import BUDGET_SPENT, AnalystConfigError, OpenAIAnalyst, RulesAnalyst
 from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.verdict_cache import VerdictCache, make_engine
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.indicators import indicator_snapshot
+from makenaide_assets.strategy.payload import verdict_request
+from makenaide_assets.strategy.verdict_schema import VerdictRequest
 from makenaide_assets_tests.fixtures.openai.replay import OpenAIReplay, recorded
 
 DAY = "2023-12-20"

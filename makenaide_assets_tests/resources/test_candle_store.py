@@ -7,11 +7,11 @@ from typing import BinaryIO
 import pandas as pd
 import pytest
 
-from makenaide_assets.strategy.candles import normalise_candles
-from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.resources.candle_store import CandleStore
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.upbit_quotation import UpbitMarketData
+from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.candles import normalise_candles
 from makenaide_assets.testing.upbit_server import UpbitServer
 from makenaide_assets_tests.fixtures.upbit_http.build_fixtures import recording
 

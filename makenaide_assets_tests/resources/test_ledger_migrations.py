@@ -293,7 +293,7 @@ def test_a_database_from_before_migrations_keeps_its_rows(engine: sa.Engine, leg
     assert {name: rows(engine, name) for name in legacy_tables} == before
     # The resources work on it: the old seed is not booked again, the old answer is served.
     ledger = TradingLedger(url=url_of(engine), initial_cash_krw=1.0)
-    assert ledger.cash_krw() == pytest.approx(SEED - 1_000_500.0 if "cash_events" in legacy_tables else 1.0)
+    assert ledger.cash_krw(None) == pytest.approx(SEED - 1_000_500.0 if "cash_events" in legacy_tables else 1.0)
     cache = verdict_cache.VerdictCache(verdict_cache.make_engine(url_of(engine)))
     key = verdict_cache.CacheKey("KRW-BTC", "2023-12-06", "gpt-test", "p" * 64, "q" * 64)
     assert (cache.get(key) is not None) == ("gpt_verdict_cache" in legacy_tables)
@@ -344,7 +344,7 @@ def first_use(kind: str, url: str, start: Any, results: Any) -> None:
     start.wait(timeout=120)
     try:
         if kind == "ledger":
-            outcome: object = TradingLedger(url=url, initial_cash_krw=SEED).cash_krw()
+            outcome: object = TradingLedger(url=url, initial_cash_krw=SEED).cash_krw(None)
         else:
             engine = verdict_cache.make_engine(url) if kind == "cache" else sql.make_engine(url)
             if kind == "upgrade":

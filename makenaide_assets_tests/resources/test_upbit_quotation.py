@@ -16,13 +16,13 @@ import requests
 import responses
 from responses import matchers
 
-from makenaide_assets.strategy.candles import CANDLE_COLUMNS, MalformedMarketData, normalise_candles
-from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.resources import upbit_quotation
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.upbit_http import UpbitBanned, UpbitRequestError
 from makenaide_assets.resources.upbit_quotation import MarketNotFound, QuoteNotAsOf, UpbitMarketData
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
+from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.candles import CANDLE_COLUMNS, MalformedMarketData, normalise_candles
 from makenaide_assets_tests.fixtures.upbit_http.build_fixtures import (
     FIXTURES,
     LONG_DIR,

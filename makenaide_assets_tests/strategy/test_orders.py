@@ -5,7 +5,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from makenaide_assets.resources.ledger.schema import POSITION_COLUMNS
+from makenaide_assets.strategy.accounting import POSITION_COLUMNS
 from makenaide_assets.strategy.orders import ORDER_DTYPES, PlanParams, SignalPlan, plan_signals
 from makenaide_assets.strategy.sizing import KellyInputs, position_fraction
 from makenaide_assets.strategy.ticks import FEE_RATE

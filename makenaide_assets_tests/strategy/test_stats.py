@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.strategy.sizing import KellyInputs
 from makenaide_assets.strategy.stats import (
     SelectorRule,
@@ -16,7 +17,6 @@ from makenaide_assets.strategy.stats import (
     stats_of,
     trade_stats,
 )
-from makenaide_assets.resources.ledger import TradingLedger
 
 CONFIGURED = KellyInputs(0.45, 2.0, source="configured")
 
@@ -88,7 +88,7 @@ def test_pnl_and_returns_come_from_the_ledger_with_both_fees(tmp_path: Path) -> 
         ledger.record_intent(identifier, partition_key=day, market="KRW-X", side=side, broker="paper",
                              ref_price=price, krw_amount=None, volume=None, reason="t")  # fmt: skip
         ledger.record_fill(identifier, price=price, volume=1.0, fee=price * 0.0005, executed_at=pd.Timestamp(day))
-    stats = stats_of(ledger.closed_trades())
+    stats = stats_of(ledger.closed_trades(None))
     assert stats.total_pnl_krw == pytest.approx(110.0 - 0.055 - 100.05)
     assert stats.expectancy_pct == pytest.approx((110.0 - 0.055) / 100.05 - 1)
 

@@ -71,12 +71,12 @@ def test_fills_materialise_with_passing_checks_and_contract_columns(tmp_path: Pa
 def test_rematerialising_orders_nothing_new_and_still_shows_the_day(tmp_path: Path, sample_dir: Path) -> None:
     _run(tmp_path, sample_dir, PREPARED)
     ledger = TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    cash = ledger.cash_krw()
+    cash = ledger.cash_krw(None)
     first = pd.read_parquet(tmp_path / "storage" / "fills" / f"{DAY}.parquet")
     assert _run(tmp_path, sample_dir, PREPARED).success
     second = pd.read_parquet(tmp_path / "storage" / "fills" / f"{DAY}.parquet")
     pd.testing.assert_frame_equal(first[FILL_COLUMNS], second[FILL_COLUMNS])
-    assert ledger.cash_krw() == cash
+    assert ledger.cash_krw(None) == cash
 
 
 def test_changed_signals_of_a_traded_day_order_nothing_and_fail_the_plan_check(
@@ -84,7 +84,7 @@ def test_changed_signals_of_a_traded_day_order_nothing_and_fail_the_plan_check(
 ) -> None:
     _run(tmp_path, sample_dir, PREPARED)
     ledger = TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    orders, cash = ledger.fills_for_partition(DAY), ledger.cash_krw()
+    orders, cash = ledger.fills_for_partition(DAY), ledger.cash_krw(None)
     # `signals` re-materialised differently after the day was traded (new parameters, say): a new
     # buy and a dropped one. Nothing is ordered; the day's record stays as it was traded.
     changed = pd.concat([PREPARED.iloc[[1]], PREPARED.iloc[[0]].assign(market="KRW-XRP", price=700.0)])
@@ -94,7 +94,7 @@ def test_changed_signals_of_a_traded_day_order_nothing_and_fail_the_plan_check(
     assert not plan.passed and "KRW-XRP" in str(plan.metadata["new_orders_not_placed"].value)
     assert "KRW-BTC" in str(plan.metadata["planned_orders_no_longer_signalled"].value)
     pd.testing.assert_frame_equal(ledger.fills_for_partition(DAY), orders)
-    assert ledger.cash_krw() == cash
+    assert ledger.cash_krw(None) == cash
     assert _checks(result)["fills_match_signals"] is False
 
 
@@ -112,8 +112,10 @@ def test_the_brokers_nested_ledger_and_the_top_level_one_agree_within_a_run(tmp_
 
     @dg.asset(partitions_def=daily, deps=[fills])
     def after_fills(ledger: TradingLedger, broker: PaperBroker) -> None:
-        seen.update(same_object=ledger is broker.ledger, cash=ledger.cash_krw(), booked=broker.ledger.cash_krw())
-        seen["positions"] = sorted(ledger.open_positions()["market"])
+        seen.update(
+            same_object=ledger is broker.ledger, cash=ledger.cash_krw(None), booked=broker.ledger.cash_krw(None)
+        )
+        seen["positions"] = sorted(ledger.open_positions(None)["market"])
 
     result = dg.materialize(
         [stand_in_signals, fills, after_fills],

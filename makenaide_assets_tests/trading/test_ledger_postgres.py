@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.ledger import LedgerConflict, TradingLedger
+from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.ledger.booking import BookingError
 
 pytest_plugins = ["makenaide_assets_tests.e2e.servers"]
@@ -60,9 +60,12 @@ def _race(*actions: Callable[[], object]) -> list[object]:
 def test_the_ledger_lives_in_postgres(pg_database: sa.URL) -> None:
     ledger = _ledger(pg_database)
     assert ledger.engine().dialect.name == "postgresql"
-    assert ledger.cash_krw() == SEED
+    assert ledger.cash_krw(None) == SEED
     # A second resource on the same database (another run) does not seed again.
-    assert TradingLedger(url=pg_database.render_as_string(hide_password=False), initial_cash_krw=5.0).cash_krw() == SEED
+    assert (
+        TradingLedger(url=pg_database.render_as_string(hide_password=False), initial_cash_krw=5.0).cash_krw(None)
+        == SEED
+    )
     tables = set(sa.inspect(ledger.engine()).get_table_names())
     assert {"orders", "fills", "positions", "cash_events", "equity"} <= tables
 
@@ -91,13 +94,13 @@ def test_a_fill_is_all_or_nothing(pg_database: sa.URL) -> None:
     with pytest.raises(sa.exc.IntegrityError):
         ledger.record_fill("mkn-buy", price=2_000_000.0, volume=0.1, fee=100.0, executed_at=AT)
     assert ledger.positions_table().empty
-    assert ledger.cash_krw() == SEED
+    assert ledger.cash_krw(None) == SEED
     assert ledger.order("mkn-buy")["status"] == t.PENDING
 
 
 def test_two_runs_recording_the_same_order_at_once_record_it_once(pg_database: sa.URL) -> None:
     first, second = _ledger(pg_database), _ledger(pg_database)
-    first.cash_krw(), second.cash_krw()  # tables and seed exist before the race
+    first.cash_krw(None), second.cash_krw(None)  # tables and seed exist before the race
     results = _race(lambda: _intent(first, "mkn-race"), lambda: _intent(second, "mkn-race"))
     errors = [r for r in results if isinstance(r, Exception)]
     assert len(errors) == 1, results
@@ -109,7 +112,7 @@ def test_two_runs_recording_the_same_order_at_once_record_it_once(pg_database: s
 def test_two_runs_booking_the_same_fill_at_once_book_it_once(pg_database: sa.URL) -> None:
     first, second = _ledger(pg_database), _ledger(pg_database)
     _intent(first, "mkn-buy", "KRW-XRP")
-    second.cash_krw()
+    second.cash_krw(None)
 
     def book(ledger: TradingLedger) -> Callable[[], object]:
         return lambda: ledger.record_fill("mkn-buy", price=500.0, volume=100.0, fee=25.0, executed_at=AT)
@@ -118,8 +121,8 @@ def test_two_runs_booking_the_same_fill_at_once_book_it_once(pg_database: sa.URL
     errors = [r for r in results if isinstance(r, Exception)]
     assert len(errors) == 1 and isinstance(errors[0], BookingError), results
     assert "already done" in str(errors[0])
-    assert first.cash_krw() == pytest.approx(SEED - 50_025.0)
-    assert first.open_positions().loc[0, "volume"] == pytest.approx(100.0)
+    assert first.cash_krw(None) == pytest.approx(SEED - 50_025.0)
+    assert first.open_positions(None).loc[0, "volume"] == pytest.approx(100.0)
 
 
 def test_runs_starting_together_on_a_new_database_seed_the_cash_once(pg_database: sa.URL) -> None:
@@ -133,4 +136,4 @@ def test_the_documented_plain_postgresql_url_works(pg_database: sa.URL) -> None:
     # People write postgresql://…; SQLAlchemy 2.1 would route that to psycopg 3, not installed.
     plain = pg_database.set(drivername="postgresql").render_as_string(hide_password=False)
     assert plain.startswith("postgresql://")
-    assert TradingLedger(url=plain, initial_cash_krw=SEED).cash_krw() == SEED
+    assert TradingLedger(url=plain, initial_cash_krw=SEED).cash_krw(None) == SEED

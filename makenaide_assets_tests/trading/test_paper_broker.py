@@ -69,7 +69,7 @@ def test_fills_at_the_recorded_price_after_the_close_plus_slippage_and_fee(
     assert row["volume"] == round(row["volume"], 8) and row["volume"] <= 1_000_000 / row["price"]
     assert row["fee"] == pytest.approx(row["krw_value"] * 0.0005)
     assert row["executed_at"] == pd.Timestamp("2023-07-04")
-    assert ledger.cash_krw() == pytest.approx(10_000_000 - row["krw_value"] - row["fee"])
+    assert ledger.cash_krw(None) == pytest.approx(10_000_000 - row["krw_value"] - row["fee"])
 
 
 def test_markets_without_4h_candles_fill_at_the_next_daily_open(
@@ -85,11 +85,11 @@ def test_rerunning_executes_no_new_order(ledger: TradingLedger, replay: ReplayMa
     broker = CountingPaperBroker(ledger=ledger, market_data=replay)
     signals = _signals(BUY_BTC, {**BUY_BTC, "market": "KRW-ETH", "krw_amount": 500_000.0})
     first = broker.execute(signals, DAY, LOG)
-    cash = ledger.cash_krw()
+    cash = ledger.cash_krw(None)
     second = broker.execute(signals, DAY, LOG)
     assert broker._state["submitted"] == 2
     pd.testing.assert_frame_equal(first, second)
-    assert ledger.cash_krw() == cash
+    assert ledger.cash_krw(None) == cash
 
 
 def test_a_crash_between_submission_and_booking_ends_with_exactly_one_fill(
@@ -101,16 +101,16 @@ def test_a_crash_between_submission_and_booking_ends_with_exactly_one_fill(
         crashing.execute(_signals(BUY_BTC), DAY, LOG)
     identifier = identifier_for_signal(DAY, BUY_BTC)
     assert ledger.order(identifier)["status"] == t.SUBMITTED
-    assert ledger.cash_krw() == 10_000_000 and ledger.open_positions().empty
+    assert ledger.cash_krw(None) == 10_000_000 and ledger.open_positions(None).empty
 
     rerun = CountingPaperBroker(ledger=ledger, market_data=replay)
     frame = rerun.execute(_signals(BUY_BTC), DAY, LOG)
     assert frame["status"].tolist() == [t.DONE]
     assert rerun._state["submitted"] == 1  # the recorded intent was finished, not a new order
     row = frame.iloc[0]
-    assert ledger.cash_krw() == pytest.approx(10_000_000 - row["krw_value"] - row["fee"])
-    assert ledger.open_positions()["volume"].tolist() == [pytest.approx(row["volume"])]
-    assert len(ledger.cash_history()) == 2  # the seed and this one fill
+    assert ledger.cash_krw(None) == pytest.approx(10_000_000 - row["krw_value"] - row["fee"])
+    assert ledger.open_positions(None)["volume"].tolist() == [pytest.approx(row["volume"])]
+    assert len(ledger.cash_history(None)) == 2  # the seed and this one fill
 
 
 def test_buys_are_capped_by_cash_and_then_skipped_visibly(ledger: TradingLedger, replay: ReplayMarketData) -> None:
@@ -126,7 +126,7 @@ def test_buys_are_capped_by_cash_and_then_skipped_visibly(ledger: TradingLedger,
     assert frame.loc["KRW-ETH", "status_reason"].startswith("reduced_to_cash")
     assert frame.loc["KRW-DOGE", "status"] == t.SKIPPED
     assert frame.loc["KRW-DOGE", "status_reason"].startswith("insufficient_cash")
-    assert 0 <= ledger.cash_krw() < 5_000
+    assert 0 <= ledger.cash_krw(None) < 5_000
 
 
 def test_no_price_means_skipped_never_a_made_up_fill(ledger: TradingLedger, replay: ReplayMarketData) -> None:
@@ -135,7 +135,7 @@ def test_no_price_means_skipped_never_a_made_up_fill(ledger: TradingLedger, repl
     assert frame["status"].iloc[0] == t.SKIPPED
     assert pd.isna(frame["price"].iloc[0])
     assert frame["status_reason"].iloc[0].startswith("no_price")
-    assert ledger.cash_krw() == 10_000_000
+    assert ledger.cash_krw(None) == 10_000_000
 
 
 def test_sells_run_first_and_only_what_is_held(ledger: TradingLedger, replay: ReplayMarketData) -> None:
@@ -147,7 +147,7 @@ def test_sells_run_first_and_only_what_is_held(ledger: TradingLedger, replay: Re
     assert frame["side"].tolist() == ["sell", "buy"]
     assert frame["volume"].iloc[0] == pytest.approx(bought["volume"])  # clamped to the position
     assert frame["status"].tolist() == [t.DONE, t.DONE]
-    assert ledger.open_positions()["entries"].tolist() == [1]
+    assert ledger.open_positions(None)["entries"].tolist() == [1]
 
 
 def test_one_entry_per_market_and_day(ledger: TradingLedger, replay: ReplayMarketData) -> None:

@@ -55,10 +55,10 @@ def test_one_trading_run_per_partition_with_signals_and_never_twice(backfilled) 
         assert trading.execute_in_process(partition_key=request.partition_key, instance=instance).success
     ledger = TradingLedger(url=f"sqlite:///{var / 'ledger.sqlite'}")
     orders_before = pd.concat([ledger.fills_for_partition(p) for p in WITH_SIGNALS])
-    cash_before = ledger.cash_krw()
+    cash_before = ledger.cash_krw(None)
     assert trading.execute_in_process(partition_key=WITH_SIGNALS[0], instance=instance).success
     orders_after = pd.concat([ledger.fills_for_partition(p) for p in WITH_SIGNALS])
-    assert len(orders_after) == len(orders_before) == 2 and ledger.cash_krw() == cash_before
+    assert len(orders_after) == len(orders_before) == 2 and ledger.cash_krw(None) == cash_before
     report = instance.fetch_materializations(dg.AssetKey("daily_report"), limit=1).records[0]
     assert report.asset_materialization.metadata["can_i_trust_today"].value.startswith("YES")
 

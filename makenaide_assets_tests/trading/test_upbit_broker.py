@@ -87,7 +87,7 @@ def test_a_buy_is_signed_carries_its_identifier_and_is_booked(upbit, ledger) -> 
     assert row["volume"] == pytest.approx(0.00671812)
     assert row["krw_value"] == pytest.approx(999_994.88012)
     assert row["fee"] == pytest.approx(499.99744006)
-    assert ledger.cash_krw() == pytest.approx(10_000_000 - 999_994.88012 - 499.99744006)
+    assert ledger.cash_krw(None) == pytest.approx(10_000_000 - 999_994.88012 - 499.99744006)
 
     [sent] = calls(upbit, "POST", ORDERS)
     order = json.loads(sent.request.body)
@@ -110,7 +110,7 @@ def test_a_sell_is_a_market_order_by_volume(upbit, ledger) -> None:
     row = run(ledger, SELL).iloc[0]
     assert json.loads(calls(upbit, "POST", ORDERS)[0].request.body)["ord_type"] == "market"
     assert (row["status"], row["price"], row["fee"]) == (t.DONE, 149_000_000.0, 372.5)
-    assert ledger.open_positions().empty
+    assert ledger.open_positions(None).empty
 
 
 @pytest.mark.parametrize("lost", [requests.exceptions.ReadTimeout("read timed out"), 502])
@@ -132,7 +132,7 @@ def test_not_found_after_a_timeout_is_resent_once_with_the_same_identifier(upbit
     assert run(ledger, BUY)["status"].tolist() == [t.DONE]
     posted = [json.loads(c.request.body)["identifier"] for c in calls(upbit, "POST", ORDERS)]
     assert posted == [BUY_ID, BUY_ID]
-    assert len(ledger.cash_history()) == 2
+    assert len(ledger.cash_history(None)) == 2
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_refusals_become_rejected_rows_with_upbits_reason(upbit, ledger, caplog,
     assert row["status_reason"].startswith(f"{name}: ")
     assert body(fixture)["error"]["message"] in row["status_reason"]
     assert name in caplog.text
-    assert ledger.cash_krw() == 10_000_000
+    assert ledger.cash_krw(None) == 10_000_000
     sent = len(calls(upbit, "POST", ORDERS))
     run(ledger, BUY)  # a re-run does not try the spent identifier again
     assert len(calls(upbit, "POST", ORDERS)) == sent == (1 if url == ORDERS else 0)

@@ -103,19 +103,19 @@ class TradingLedger(dg.ConfigurableResource):
         with self.engine().connect() as conn:
             return read(conn, *args)
 
-    def cash_krw(self, as_of: CutOff | None = None) -> float:
+    def cash_krw(self, as_of: CutOff | None) -> float:
         return self._read(queries.cash_krw, as_of)
 
-    def cash_history(self, as_of: CutOff | None = None) -> pd.DataFrame:
+    def cash_history(self, as_of: CutOff | None) -> pd.DataFrame:
         return self._read(queries.cash_history, as_of)
 
-    def open_positions(self, as_of: CutOff | None = None) -> pd.DataFrame:
+    def open_positions(self, as_of: CutOff | None) -> pd.DataFrame:
         return self._read(queries.open_positions, as_of)
 
-    def closed_trades(self, as_of: CutOff | None = None) -> pd.DataFrame:
+    def closed_trades(self, as_of: CutOff | None) -> pd.DataFrame:
         return self._read(queries.closed_trades, as_of)
 
-    def equity_history(self, as_of: CutOff | None = None) -> pd.DataFrame:
+    def equity_history(self, as_of: CutOff | None) -> pd.DataFrame:
         return self._read(queries.equity_history, as_of)
 
     def fills_for_partition(self, partition_key: str) -> pd.DataFrame:
