@@ -20,10 +20,27 @@ from makenaide_assets.partitions import daily
 from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifiers_for_signals
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
-from makenaide_assets.strategy.exits import STOP_LOSS_PCT, ExitParams
-from makenaide_assets.strategy.orders import PlanParams, plan_signals
-from makenaide_assets.strategy.sizing import MAX_POSITION_FRACTION_LIMIT, KellyInputs, position_fraction
+from makenaide_assets.strategy.exits import STOP_LOSS_PCT, TAKE_PROFIT_PCT, TRAIL_ATR_MULTIPLE, TRAIL_PCT, ExitParams
+from makenaide_assets.strategy.orders import (
+    ADD_SIZE_RATIO,
+    ADD_STEP_PCT,
+    MAX_ENTRIES,
+    MAX_EXPOSURE_FRACTION,
+    MAX_OPEN_POSITIONS,
+    MIN_CONFIDENCE,
+    TREND_MA,
+    PlanParams,
+    plan_signals,
+)
+from makenaide_assets.strategy.sizing import (
+    KELLY_MULTIPLIER,
+    MAX_POSITION_FRACTION,
+    MAX_POSITION_FRACTION_LIMIT,
+    KellyInputs,
+    position_fraction,
+)
 from makenaide_assets.strategy.stats import (
+    FLOOR_FRACTION,
     MIN_TRADES,
     MIN_WIN_RATE,
     KellyDecision,
@@ -44,26 +61,30 @@ class SignalsConfig(dg.Config):
     once its window holds `min_trades` closed trades; until then the configured estimates below
     size positions (`kelly_source` says which)."""
 
-    win_rate: float = Field(0.45, ge=0.0, le=1.0, description="configured Kelly W; the seeds' strategy filter floor")
+    win_rate: float = Field(
+        MIN_WIN_RATE, ge=0.0, le=1.0, description="configured Kelly W; the seeds' strategy filter floor"
+    )
     payoff_ratio: float = Field(2.0, gt=0.0, description="configured Kelly R = avg win / avg loss (seeds' R:R 2.0)")
     min_trades: int = Field(MIN_TRADES, ge=1, description="closed trades before measured W and R are used")
     selector_min_win_rate: float = Field(MIN_WIN_RATE, ge=0.0, le=1.0, description="below it: floor or stop")
     selector_min_pnl_krw: float = Field(0.0, description="window P&L below it: floor or stop")
     selector_action: Literal["floor", "stop"] = Field("floor", description="what failing evidence does to entries")
-    floor_fraction: float = Field(0.02, gt=0.0, le=MAX_POSITION_FRACTION_LIMIT, description="equity share at the floor")
-    kelly_multiplier: float = Field(0.5, ge=0.0, le=1.0, description="0.5 = half-Kelly")
-    max_position_fraction: float = Field(0.10, ge=0.0, le=MAX_POSITION_FRACTION_LIMIT)
-    max_open_positions: int = Field(8, ge=0)
-    max_exposure_fraction: float = Field(0.80, ge=0.0, le=1.0)
-    min_confidence: float = Field(70.0, ge=0.0, le=100.0)
+    floor_fraction: float = Field(
+        FLOOR_FRACTION, gt=0.0, le=MAX_POSITION_FRACTION_LIMIT, description="equity share at the floor"
+    )
+    kelly_multiplier: float = Field(KELLY_MULTIPLIER, ge=0.0, le=1.0, description="0.5 = half-Kelly")
+    max_position_fraction: float = Field(MAX_POSITION_FRACTION, ge=0.0, le=MAX_POSITION_FRACTION_LIMIT)
+    max_open_positions: int = Field(MAX_OPEN_POSITIONS, ge=0)
+    max_exposure_fraction: float = Field(MAX_EXPOSURE_FRACTION, ge=0.0, le=1.0)
+    min_confidence: float = Field(MIN_CONFIDENCE, ge=0.0, le=100.0)
     stop_loss_pct: float = Field(STOP_LOSS_PCT, gt=0.0, lt=1.0)
-    trailing_atr_multiple: float = Field(3.0, gt=0.0)
-    trailing_pct: float = Field(0.10, gt=0.0, lt=1.0, description="trailing distance when ATR is unknown")
-    take_profit_pct: float = Field(0.25, gt=0.0)
-    trend_ma: str = Field("ma50", description="daily_indicators column whose loss ends the trend")
-    max_entries: int = Field(3, ge=1)
-    add_step_pct: float = Field(0.05, gt=0.0)
-    add_size_ratio: float = Field(0.5, ge=0.0)
+    trailing_atr_multiple: float = Field(TRAIL_ATR_MULTIPLE, gt=0.0)
+    trailing_pct: float = Field(TRAIL_PCT, gt=0.0, lt=1.0, description="trailing distance when ATR is unknown")
+    take_profit_pct: float = Field(TAKE_PROFIT_PCT, gt=0.0)
+    trend_ma: str = Field(TREND_MA, description="daily_indicators column whose loss ends the trend")
+    max_entries: int = Field(MAX_ENTRIES, ge=1)
+    add_step_pct: float = Field(ADD_STEP_PCT, gt=0.0)
+    add_size_ratio: float = Field(ADD_SIZE_RATIO, ge=0.0)
 
     def kelly_inputs(self) -> KellyInputs:
         return KellyInputs(self.win_rate, self.payoff_ratio, source="configured")

@@ -21,6 +21,8 @@ from makenaide_assets.strategy.sizing import KellyInputs
 # The seeds' strategy selector (realtime-trading-guide): win rate >= 45 %, positive P&L, >= 20 trades.
 MIN_TRADES = 20
 MIN_WIN_RATE = 0.45
+# The seeds' risk rule: 1-2 % of capital per position when the evidence says the strategy is losing.
+FLOOR_FRACTION = 0.02
 SelectorAction = Literal["floor", "stop"]
 
 
@@ -123,7 +125,7 @@ class SelectorRule:
     min_win_rate: float = MIN_WIN_RATE
     min_pnl_krw: float = 0.0  # total P&L below this over the window counts as losing
     action: SelectorAction = "floor"
-    floor_fraction: float = 0.02  # the seeds' risk rule: 1-2 % of capital per position
+    floor_fraction: float = FLOOR_FRACTION
 
 
 @dataclass(frozen=True)
