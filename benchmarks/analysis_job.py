@@ -151,13 +151,23 @@ def main() -> int:
     print(f"  last analysis_job run: {run_breakdown(OUT / 'job')}")
     differ = same_outputs(OUT / "job" / "var" / "storage", OUT / "floor", args.partition)
     print(f"  outputs (candidates, gpt_verdicts, timing_4h, signals): {differ or 'equal to the bare computation'}")
-    ratio, strict = job / (one + floor), job / (one + compute)
+    # Each round's three runs ran back to back, so their ratio is what a slower or faster moment
+    # of this shared machine cannot bend; the verdict is the median of those paired ratios.
+    paired = [j / (o + f) for j, o, f in zip(jobs, ones, floors, strict=True)]
+    ratio, strict = (
+        statistics.median(paired),
+        statistics.median(j / (o + c) for j, o, c in zip(jobs, ones, computes, strict=True)),
+    )
     ok = ratio <= TARGET_RATIO and not differ
     print(
-        f"  median: analysis_job {job:.2f} s; one-asset job {one:.2f} s + bare computation {floor:.2f} s "
-        f"= {one + floor:.2f} s; ratio {ratio:.2f} (target <= {TARGET_RATIO:g}): {'met' if ok else 'MISSED'}"
+        f"  medians: analysis_job {job:.2f} s; one-asset job {one:.2f} s + bare computation {floor:.2f} s "
+        f"= {one + floor:.2f} s (ratio of medians {job / (one + floor):.2f})"
     )
-    print(f"  against the analysis alone ({compute:.2f} s, the floor's imports excluded): ratio {strict:.2f}")
+    print(
+        f"  ratio per round: {', '.join(f'{r:.2f}' for r in paired)}; median {ratio:.2f} "
+        f"(target <= {TARGET_RATIO:g}): {'met' if ok else 'MISSED'}"
+    )
+    print(f"  against the analysis alone (the floor's imports excluded): median ratio {strict:.2f}")
     if args.profile:
         report = OUT / "profile.txt"
         seconds = run_job(args.tree, replay, args.partition, OUT / "job-profiled", profile=report)

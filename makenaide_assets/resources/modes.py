@@ -13,8 +13,6 @@ from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.resources.thresholds import UniverseThresholds
-from makenaide_assets.resources.upbit_broker import UpbitBroker
-from makenaide_assets.resources.upbit_quotation import UpbitMarketData
 
 # The recorded sample holds at most 13 monthly candles, so the seeds' 14 would reject every
 # market; 6 keeps the rule visible (late listings still fail it). Paper and live keep 14.
@@ -46,6 +44,11 @@ def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any
             "universe_thresholds": UniverseThresholds(min_months=DEMO_MIN_MONTHS),
             "broker": PaperBroker(ledger=ledger, market_data=market_data),
         }
+    # Imported here: the Upbit clients bring pyupbit, requests and PyJWT (~0.3 s), which a demo run,
+    # and so every `dagster` command in demo mode, never needs.
+    from makenaide_assets.resources.upbit_broker import UpbitBroker
+    from makenaide_assets.resources.upbit_quotation import UpbitMarketData
+
     # Candles kept under MAKENAIDE_VAR: a daily run then asks Upbit only for what closed since the last
     # one (about one request per market, benchmarks/daily_fetch.py), not 400 days of every market.
     market_data = UpbitMarketData(store_dir=str(settings.var_dir() / "candles"))
