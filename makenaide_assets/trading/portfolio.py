@@ -5,7 +5,7 @@ import pandas as pd
 
 from makenaide_assets.market.metadata import check_result, check_spec, preview
 from makenaide_assets.partitions import daily
-from makenaide_assets.resources.ledger import CutOff, TradingLedger
+from makenaide_assets.resources.ledger import CutOff, LedgerConflict, TradingLedger
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.ticks import MIN_ORDER_KRW
@@ -32,6 +32,14 @@ PRICED_AT_CLOSE = check_spec(
     "portfolio",
     "portfolio_priced_at_close",
     "Every holding is valued at its close of D (one without, halted or delisted, is valued at cost)",
+)
+# Blocking: a day whose recomputed value differs from the equity recorded for it the first time
+# has a changed past (a booking or a parameter changed since); its report would be wrong.
+EQUITY_AS_RECORDED = check_spec(
+    "portfolio",
+    "portfolio_equity_as_recorded",
+    "D's equity, recomputed from the ledger as of D's cut-off, equals what D recorded the first time",
+    blocking=True,
 )
 SELLABLE = check_spec(
     "portfolio",
@@ -90,7 +98,7 @@ def mark_to_market(positions: pd.DataFrame, closes: dict[str, float | None], cas
     group_name="trading",
     kinds={"pandas", "sql"},
     deps=["fills"],
-    check_specs=[PRICED_AT_CLOSE, SELLABLE],
+    check_specs=[PRICED_AT_CLOSE, SELLABLE, EQUITY_AS_RECORDED],
     dagster_type=pd.DataFrame,
 )
 def portfolio(
@@ -108,7 +116,14 @@ def portfolio(
         closes[market] = float(day["trade_price"].iloc[-1]) if fresh else None
     frame = mark_to_market(positions, closes, ledger.cash_krw(as_of))
     held = frame[frame["market"] != CASH_MARKET]
-    equity = ledger.record_equity(context.partition_key, float(held["value_krw"].sum()))
+    value = float(held["value_krw"].sum())
+    try:
+        equity, conflict = ledger.record_equity(context.partition_key, value), None
+    except LedgerConflict as exc:
+        cash = float(frame.loc[frame["market"] == CASH_MARKET, "value_krw"].sum())
+        equity = {"cash_krw": cash, "positions_value_krw": value, "equity_krw": cash + value}
+        conflict = str(exc)
+        context.log.error(conflict)
     return dg.MaterializeResult(
         value=frame,
         metadata={
@@ -119,7 +134,16 @@ def portfolio(
             "valued_at_cost": ", ".join(held.loc[held["price_source"] != "close of D", "market"]) or "none",
             "preview": preview(frame),
         },
-        check_results=holding_checks(held),
+        check_results=[
+            *holding_checks(held),
+            check_result(
+                EQUITY_AS_RECORDED,
+                passed=conflict is None,
+                partition=context.partition_key,
+                conflict=conflict or "none",
+                ledger_read=as_of.describe(),
+            ),
+        ],
     )
 
 
