@@ -48,6 +48,7 @@ BLOCKING = {
     "signals:signals_kelly_within_cap",
     "signals:signals_selector_honoured",
     "signals:signals_match_the_traded_plan",  # a changed past is a conflict, never an order today
+    "portfolio:portfolio_equity_as_recorded",  # nor a rewritten equity
 }
 
 
