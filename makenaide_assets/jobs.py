@@ -48,4 +48,5 @@ def analysis_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     # 00:05 UTC = 09:05 KST, five minutes after Upbit's daily candle closes: the partition that
     # just closed is the previous UTC day. The partition as run key: one analysis per day per tick.
     closed = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
-    return dg.RunRequest(run_key=closed, partition_key=closed)
+    # The job named explicitly: a request without one reaches the UI's "Launch all" as jobName null.
+    return dg.RunRequest(run_key=closed, partition_key=closed, job_name=analysis_job.name)

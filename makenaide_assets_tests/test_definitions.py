@@ -84,7 +84,7 @@ def test_schedule_requests_the_day_that_just_closed() -> None:
         repository_def=defs.get_repository_def(),
     )
     [request] = schedule.evaluate_tick(context).run_requests
-    assert request.partition_key == "2023-12-20"
+    assert request.partition_key == "2023-12-20" and request.job_name == "analysis_job"
 
 
 @pytest.mark.parametrize(
