@@ -1,6 +1,7 @@
 """The trading ledger on real PostgreSQL (the server scripts/services starts): transactions, unique
 identifiers, and what SQLite never shows — writers racing on separate connections."""
 
+import functools
 import threading
 from collections.abc import Callable
 
@@ -128,7 +129,7 @@ def test_two_runs_booking_the_same_fill_at_once_book_it_once(pg_database: sa.URL
 def test_runs_starting_together_on_a_new_database_seed_the_cash_once(pg_database: sa.URL) -> None:
     # Two runs of a fresh deployment (e.g. two analysis partitions) open the ledger at the same time.
     ledgers = [_ledger(pg_database) for _ in range(4)]
-    results = _race(*(ledger.cash_krw for ledger in ledgers))
+    results = _race(*(functools.partial(ledger.cash_krw, None) for ledger in ledgers))
     assert results == [SEED] * len(ledgers), results
 
 
