@@ -1,14 +1,53 @@
-"""The one partitions definition shared by every partitioned asset, job and schedule."""
+"""The one partitions definition shared by every partitioned asset, job and schedule.
 
+Partition D is Upbit's daily candle dated D (00:00 UTC = 09:00 KST). Paper and live: 2022-01-01 →
+today, so both recordings can be replayed and backtested; earlier candles are history an asset
+may read, not partitions. Demo: the days of the replay it serves (MAKENAIDE_REPLAY_DIR, default
+the packaged sample), so the UI lists days that hold data, not two years of empty ones.
+
+Read once, when the code location imports its definitions: Dagster fixes a partitions definition
+when the definitions load, and every partitioned check must carry its asset's definition.
+"""
+
+import csv
+import gzip
 import warnings
+from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
-# Partition D is Upbit's daily candle dated D (00:00 UTC = 09:00 KST). 2022-01-01 lets both
-# recordings be replayed; earlier candles are history an asset may read, not partitions.
+from makenaide_assets import settings
+
 PARTITIONS_START = "2022-01-01"
 
-daily = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=0)
+
+def recording_days(replay_dir: Path) -> tuple[str, str] | None:
+    """The first and last daily candle dates in a replay directory (DESIGN §5), or None if it has none.
+
+    Only the date column is read, with the csv module: this runs at every definitions import.
+    """
+    first = last = None
+    for path in sorted((replay_dir / "candles" / "day").glob("*.csv*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", newline="", encoding="utf-8") as handle:
+            dates = [row["candle_date_time_utc"][:10] for row in csv.DictReader(handle)]
+        if dates:
+            first = min(first or dates[0], *dates)
+            last = max(last or dates[0], *dates)
+    return (first, last) if first and last else None
+
+
+def daily_partitions(mode: settings.Mode, replay_dir: Path) -> dg.DailyPartitionsDefinition:
+    days = recording_days(replay_dir) if mode == "demo" else None
+    if days is None:
+        return dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=0)
+    first, last = days
+    end = (pd.Timestamp(last) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")  # exclusive
+    return dg.DailyPartitionsDefinition(start_date=max(first, PARTITIONS_START), end_date=end, timezone="UTC")
+
+
+daily = daily_partitions(settings.mode(), Path(settings.replay_dir()))
 
 # Every check here is partitioned on purpose (a check must read only the partition it guards,
 # not every partition of its asset); Dagster marks that as a preview and would warn per check.

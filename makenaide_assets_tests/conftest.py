@@ -1,10 +1,17 @@
 """Shared fixtures: every test gets its own state folder, so no test sees another's ledger."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Demo mode's partitions are the days of the replay the definitions were imported with
+# (makenaide_assets/partitions.py), fixed once per process. Tests replay both recordings in one
+# process, so the definitions are imported with the long one, whose days span the sample's;
+# `isolated_state` then removes the variable, and resources default to the sample again.
+os.environ["MAKENAIDE_REPLAY_DIR"] = str(SHARED_DATA / "upbit-long")
 
 
 @pytest.fixture(autouse=True)

@@ -112,3 +112,26 @@ def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAKENAIDE_MODE", "yolo")
     with pytest.raises(SettingsError, match="MAKENAIDE_MODE"):
         mode()
+
+
+def test_demo_partitions_are_the_replays_days_and_paper_keeps_2022_to_today(sample_dir, long_dir) -> None:
+    from makenaide_assets.partitions import daily_partitions
+
+    sample = daily_partitions("demo", sample_dir).get_partition_keys()
+    assert (sample[0], sample[-1], len(sample)) == ("2022-12-05", "2023-12-31", 392)
+    long = daily_partitions("demo", long_dir).get_partition_keys()
+    assert (long[0], long[-1]) == ("2022-01-01", "2025-09-29")  # KRW-BTC from 2017: the contract start wins
+    paper = daily_partitions("paper", sample_dir)
+    assert paper.get_first_partition_key() == "2022-01-01"
+    assert paper.get_last_partition_key() >= "2026-01-01"  # open-ended: up to the day that last closed
+
+
+def test_a_schedule_tick_outside_the_partitions_skips_with_the_reason() -> None:
+    defs = build_defs()
+    schedule = defs.resolve_schedule_def("analysis_schedule")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=__import__("datetime").datetime(2031, 1, 2, 0, 5),
+        repository_def=defs.get_repository_def(),
+    )
+    result = schedule.evaluate_tick(context)
+    assert not result.run_requests and "2031-01-01 is not a partition" in (result.skip_message or "")
