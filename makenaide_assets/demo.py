@@ -31,11 +31,21 @@ def run(argv: list[str] | None = None) -> int:
     from makenaide_assets import settings
     from makenaide_assets.days import DayRunner
     from makenaide_assets.definitions import defs
+    from makenaide_assets.partitions import daily
 
     if settings.mode() != "demo":
         print(f"the demo runs in MAKENAIDE_MODE=demo only (now {settings.mode()}); nothing was run", file=sys.stderr)
         return 2
     partitions = [d.strftime("%Y-%m-%d") for d in pd.date_range(args.start, args.end, freq="D")]
+    outside = [p for p in partitions if not daily.has_partition_key(p)]
+    if not partitions or outside:
+        first, last = daily.get_first_partition_key(), daily.get_last_partition_key()
+        print(
+            f"{args.start} → {args.end} is not inside the partitions of {settings.replay_dir()} ({first} → {last});"
+            " nothing was run",
+            file=sys.stderr,
+        )
+        return 2
     instance = dg.DagsterInstance.get()
     runner = DayRunner.from_instance_cursor(defs, instance)
     print(f"Makenaide demo: {len(partitions)} partitions {args.start} → {args.end} on {settings.replay_dir()}")

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "days": set(),
     "backtest": {"strategy", "resources", "partitions", "settings", "market", "trading", "pipeline", "days"},
     "definitions": {"settings", "backtest", "pipeline", "resources"},
-    "demo": {"settings", "days", "definitions", "resources"},
+    "demo": {"settings", "days", "definitions", "resources", "partitions"},
 }
 
 
