@@ -30,7 +30,7 @@ def run(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(Path.cwd()))
     from makenaide_assets import settings
     from makenaide_assets.days import DayRunner
-    from makenaide_assets.definitions import defs
+    from makenaide_assets.definitions import build_defs
     from makenaide_assets.partitions import daily
 
     if settings.mode() != "demo":
@@ -47,7 +47,7 @@ def run(argv: list[str] | None = None) -> int:
         )
         return 2
     instance = dg.DagsterInstance.get()
-    runner = DayRunner.from_instance_cursor(defs, instance)
+    runner = DayRunner.from_instance_cursor(build_defs(), instance)
     print(f"Makenaide demo: {len(partitions)} partitions {args.start} → {args.end} on {settings.replay_dir()}")
     failures, traded, started = [], [], time.monotonic()
     for i, partition in enumerate(partitions, 1):

@@ -9,9 +9,16 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Demo mode's partitions are the days of the replay the definitions were imported with
 # (makenaide_assets/partitions.py), fixed once per process. Tests replay both recordings in one
-# process, so the definitions are imported with the long one, whose days span the sample's;
-# `isolated_state` then removes the variable, and resources default to the sample again.
+# process, so the partitions are fixed with the long recording, whose days span the sample's; the
+# variable is then put back, and resources default to the sample as for a user.
+_before = os.environ.get("MAKENAIDE_REPLAY_DIR")
 os.environ["MAKENAIDE_REPLAY_DIR"] = str(SHARED_DATA / "upbit-long")
+import makenaide_assets.partitions  # noqa: E402, F401
+
+if _before is None:
+    del os.environ["MAKENAIDE_REPLAY_DIR"]
+else:
+    os.environ["MAKENAIDE_REPLAY_DIR"] = _before
 
 
 @pytest.fixture(autouse=True)
