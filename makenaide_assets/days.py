@@ -1,9 +1,8 @@
 """The one day runner: `analysis_job` for a partition, a `signals_sensor` tick, `trading_job` for
 what the tick asks — the daemon's order of things, in one process.
 
-Used by the demo (the user's instance), the Dagster backtest engine (a sandbox) and the live
-rehearsal. Whoever calls it hands in the Definitions, so nothing that runs inside a run imports
-`definitions`.
+Used by the demo (the user's instance) and the Dagster backtest engine (a sandbox). Whoever
+calls it hands in the Definitions, so nothing that runs inside a run imports `definitions`.
 """
 
 import time

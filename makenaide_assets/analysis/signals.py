@@ -17,7 +17,7 @@ from pydantic import Field
 
 from makenaide_assets.market.metadata import check_result, check_spec
 from makenaide_assets.partitions import daily
-from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifiers_for_signals
+from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifiers_for_signals, market_of
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import STOP_LOSS_PCT, TAKE_PROFIT_PCT, TRAIL_ATR_MULTIPLE, TRAIL_PCT, ExitParams
@@ -319,7 +319,7 @@ def traded_plan_check(orders: pd.DataFrame, partition_key: str, planned: list[st
     if planned is None:
         return check_result(MATCHES_TRADED_PLAN, [], traded="not yet")
     new, gone = sorted(set(now) - set(planned)), sorted(set(planned) - set(now))
-    markets = [i.removeprefix(f"mkn-{partition_key}-").rsplit("-", 2)[0] for i in new + gone]
+    markets = [market_of(i, partition_key) for i in new + gone]
     return check_result(
         MATCHES_TRADED_PLAN,
         markets,

@@ -33,10 +33,10 @@ from pydantic import Field
 from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifier_for_signal
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 
-ENTRY_SIDES = ("buy", "add")
 # Paper fills trade this much worse than the first price after the close, always against us.
 PAPER_SLIPPAGE_BPS = 10.0
 

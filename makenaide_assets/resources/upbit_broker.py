@@ -19,7 +19,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from makenaide_assets.resources.broker import ENTRY_SIDES, Broker, Log, OrderOutcomeUnknown, OrderPlan, Skip
+from makenaide_assets.resources.broker import Broker, Log, OrderOutcomeUnknown, OrderPlan, Skip
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.upbit_exchange import UpbitApiError, UpbitExchange, UpbitUnavailable
 from makenaide_assets.resources.upbit_retry import (
@@ -30,6 +30,7 @@ from makenaide_assets.resources.upbit_retry import (
     UPBIT_API_URL,
     RetryPolicy,
 )
+from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close, utc_now_naive
 from makenaide_assets.strategy.ticks import api_number
 

@@ -75,12 +75,3 @@ def test_a_plan_is_recorded_once_and_a_changed_past_is_a_conflict(ledger: Tradin
         ledger.record_plan("2023-07-01", ["mkn-a", "mkn-c"])
     assert (raised.value.new, raised.value.missing) == (["mkn-c"], ["mkn-b"])
     assert ledger.plan("2023-07-01") == ["mkn-a", "mkn-b"] and ledger.plan("2023-07-02") is None
-
-
-def test_unresolved_orders_of_earlier_partitions_are_listed(ledger: TradingLedger) -> None:
-    ledger.record_intent(
-        "mkn-x", partition_key="2023-07-01", market="KRW-BTC", side="buy", broker="paper", ref_price=1.0,
-        krw_amount=10_000.0, volume=None, reason="test",
-    )  # fmt: skip
-    assert ledger.unresolved_before("2023-07-02")["identifier"].tolist() == ["mkn-x"]
-    assert ledger.unresolved_before("2023-07-01").empty

@@ -20,6 +20,7 @@ from makenaide_assets.resources.ledger.identifiers import (
     MAX_IDENTIFIER_LENGTH,
     identifier_for_signal,
     identifiers_for_signals,
+    market_of,
     order_identifier,
     signal_fingerprint,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "TradingLedger",
     "identifier_for_signal",
     "identifiers_for_signals",
+    "market_of",
     "order_identifier",
     "signal_fingerprint",
 ]
@@ -121,9 +123,6 @@ class TradingLedger(dg.ConfigurableResource):
     def fills_for_partition(self, partition_key: str) -> pd.DataFrame:
         """One row per order of the partition (done ones with their fill; others with the reason)."""
         return self._read(queries.orders_of_partition, partition_key)
-
-    def unresolved_before(self, partition_key: str) -> pd.DataFrame:
-        return self._read(queries.unresolved_before, partition_key)
 
     def plan(self, partition_key: str) -> list[str] | None:
         return self._read(queries.plan, partition_key)

@@ -19,6 +19,11 @@ def order_identifier(partition_key: str, market: str, side: str, signal_fingerpr
     return identifier
 
 
+def market_of(identifier: str, partition_key: str) -> str:
+    """The market an identifier of `partition_key` was minted for (the inverse of `order_identifier`)."""
+    return identifier.removeprefix(f"mkn-{partition_key}-").rsplit("-", 2)[0]
+
+
 def signal_fingerprint(signal: Mapping[str, Any]) -> str:
     """What identifies a signal across re-materialisations.
 

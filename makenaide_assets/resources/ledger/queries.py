@@ -83,16 +83,6 @@ def equity_history(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
     return frame(conn, query)
 
 
-def unresolved_before(conn: sa.Connection, partition_key: str) -> pd.DataFrame:
-    """Orders of earlier partitions whose outcome at the exchange is still unknown."""
-    query = (
-        sa.select(t.orders.c.identifier, t.orders.c.partition_key, t.orders.c.status)
-        .where(t.orders.c.status.in_(t.UNRESOLVED), t.orders.c.partition_key < partition_key)
-        .order_by(t.orders.c.partition_key, t.orders.c.id)
-    )
-    return frame(conn, query)
-
-
 def orders_of_partition(conn: sa.Connection, partition_key: str) -> pd.DataFrame:
     """One row per order of the partition (done ones with their fill; others with the reason)."""
     o, f = t.orders, t.fills
@@ -134,8 +124,3 @@ def plan(conn: sa.Connection, partition_key: str) -> list[str] | None:
     query = sa.select(t.trading_plans.c.identifiers).where(t.trading_plans.c.partition_key == partition_key)
     found = conn.execute(query).scalar()
     return None if found is None else [i for i in str(found).split("\n") if i]
-
-
-def planned_partitions(conn: sa.Connection) -> list[str]:
-    query = sa.select(t.trading_plans.c.partition_key).order_by(t.trading_plans.c.partition_key)
-    return [str(p) for p in conn.execute(query).scalars()]
