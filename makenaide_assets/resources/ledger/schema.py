@@ -89,6 +89,34 @@ cash_events = sa.Table(
     sa.Column("amount_krw", sa.Float, nullable=False),
     sa.Column("partition_key", sa.String(10)),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # Why an adjustment was booked (a deposit, a manual order on Upbit, a difference nobody explained).
+    sa.Column("reason", sa.Text),
+)
+
+# Coins the account holds beyond Makenaide's own positions (bought or sold outside it), as dated
+# events found by reconciling with /v1/accounts: a coin's ledger balance is its position's volume
+# plus these. Makenaide never sells them: only positions it opened are managed.
+holding_events = sa.Table(
+    "holding_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_key", sa.String(80), nullable=False, unique=True),
+    sa.Column("currency", sa.String(16), nullable=False),
+    sa.Column("volume", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("explained", sa.Boolean, nullable=False),
+    sa.Column("partition_key", sa.String(10)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# Facts about the ledger itself, e.g. `mode`: a ledger is paper or live for life, never both.
+ledger_info = sa.Table(
+    "ledger_info",
+    metadata,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
 )
 
 equity = sa.Table(
