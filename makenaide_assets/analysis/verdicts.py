@@ -1,4 +1,10 @@
-"""`gpt_verdicts`: a BUY/HOLD/AVOID verdict per passed candidate, and the checks that guard it."""
+"""`gpt_verdicts`: a BUY/HOLD/AVOID verdict per passed candidate, and the checks that guard it.
+
+The asset always materialises: whatever goes wrong with the analyst (no key, a refused key, an
+outage, a spent budget, even a bug) becomes rows without a verdict and with the reason, counted
+in the metadata and named by the `gpt_verdicts_errors` check. `signals` then buys none of those
+markets and still plans every exit of the held positions, which never wait for GPT.
+"""
 
 from collections.abc import Iterator
 
@@ -62,9 +68,38 @@ def _input_error(market: str, partition_key: str, reason: str) -> dict:
     return answer_row(request, AnalystAnswer.failed(reason, model="", prompt_hash=""))
 
 
+def analyse(analyst: Analyst, request: VerdictRequest) -> AnalystAnswer:
+    """The analyst's answer, or an error answer when it raised: no failure of the analyst may stop
+    the day, since `signals` (every stop-loss included) runs after this asset."""
+    try:
+        return analyst.analyse(request)
+    except Exception as exc:  # any failure is a row without a verdict, never a lost day
+        return AnalystAnswer.failed(f"analyst failed: {_exception_text(exc)}", model="", prompt_hash="")
+
+
+def _exception_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def _budget_left(analyst: Analyst, partition_key: str) -> dg.MetadataValue | str:
+    try:
+        left = analyst.budget_left_usd(partition_key)
+    except Exception as exc:  # the metadata says so; the rows already carry the reasons
+        return f"unknown ({_exception_text(exc)})"
+    return "n/a (free analyst)" if left is None else dg.MetadataValue.float(left)
+
+
+def error_reasons(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per distinct reason for the rows without a verdict: how many, and which markets."""
+    errors = frame.loc[frame["source"] == "error", ["market", "error"]].fillna({"error": "no reason given"})
+    grouped = errors.groupby("error", sort=False)["market"]
+    table = pd.DataFrame({"rows": grouped.size(), "markets": grouped.agg(", ".join)}).reset_index()
+    return table.rename(columns={"error": "reason"}).sort_values("rows", ascending=False, kind="stable")
+
+
 def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) -> dict:
-    budget_left = analyst.budget_left_usd(partition_key)
     verdict_counts = {v: int((frame["verdict"] == v).sum()) for v in VERDICTS}
+    reasons = error_reasons(frame)
     metadata = {
         "row_count": dg.MetadataValue.int(len(frame)),
         "analyst": analyst.describe(),
@@ -73,7 +108,9 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
         "input_tokens": dg.MetadataValue.int(int(frame["input_tokens"].sum())),
         "output_tokens": dg.MetadataValue.int(int(frame["output_tokens"].sum())),
         "cost_usd": dg.MetadataValue.float(float(frame["cost_usd"].sum())),
-        "budget_left_usd": dg.MetadataValue.float(budget_left) if budget_left is not None else "n/a (free analyst)",
+        "budget_left_usd": _budget_left(analyst, partition_key),
+        "errors": dg.MetadataValue.int(int(reasons["rows"].sum())),
+        "error_reasons": dg.MetadataValue.md(reasons.to_markdown(index=False) if len(reasons) else "_none_"),
         "preview": dg.MetadataValue.md(
             frame[_PREVIEW].head(20).to_markdown(index=False, floatfmt=".6g") if len(frame) else "_no rows_"
         ),
@@ -105,10 +142,10 @@ def gpt_verdicts(
             market, reason = item
             rows.append(_input_error(market, partition_key, reason))
         else:
-            rows.append(answer_row(item, analyst.analyse(item)))
+            rows.append(answer_row(item, analyse(analyst, item)))
     frame = verdicts_frame(rows)
     for row in frame[frame["source"] == "error"].itertuples():
-        context.log.warning(f"{row.market}: no verdict ({row.error})")
+        context.log.warning(f"{row.market}: no verdict, so no buy ({row.error})")
     if frame.empty:
         context.log.info(f"no candidates for {partition_key}: nothing to analyse")
     return dg.MaterializeResult(

@@ -2,12 +2,15 @@
 
 `OpenAIAnalyst` asks for a structured verdict (Chat Completions + a strict JSON schema, which
 OpenAI-compatible servers behind `base_url` also speak), caches every accepted answer in SQL,
-stops at a daily budget, and turns every failure into a visible error answer, never a guess.
+stops at a daily budget, and turns every failure into a visible error answer, never a guess and
+never an exception: a missing or refused key, an unknown model, an outage or a spent budget leaves
+candidates without a verdict (so nothing is bought), while `signals` still plans every exit.
 Retries of timeouts, connection errors, 408/409/429 and 5xx are the SDK's own (`max_retries`,
 exponential backoff from 0.5 s, honouring Retry-After).
 """
 
 import json
+import os
 from abc import ABC, abstractmethod
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -26,10 +29,8 @@ if TYPE_CHECKING:  # imported where used: the SDK adds ~0.6 s to every load of t
     import openai
 
 BUDGET_SPENT = "daily budget spent"
-
-
-class AnalystConfigError(RuntimeError):
-    """The analyst cannot work at all (bad key, unknown model): fail the run, not each row."""
+API_KEY_ENV = "OPENAI_API_KEY"
+NO_API_KEY = f"no OpenAI API key: {API_KEY_ENV} is not set"
 
 
 class Analyst(dg.ConfigurableResource, ABC):
@@ -61,7 +62,14 @@ class RulesAnalyst(Analyst):
 class OpenAIAnalyst(Analyst):
     """GPT verdicts through the OpenAI API, cached durably and capped by a daily budget."""
 
-    api_key: str = Field(repr=False, description="OpenAI API key; pass dg.EnvVar('OPENAI_API_KEY')")
+    # Read from the environment when the first candidate is asked, not at resource set-up: an unset
+    # variable is then error rows (exits still run) rather than a run that fails before any asset,
+    # and the key is never part of the configuration the UI shows.
+    api_key: str | None = Field(
+        default=None,
+        repr=False,
+        description=f"None: the {API_KEY_ENV} environment variable, read at run time (never a literal key here)",
+    )
     model: str = Field(default="gpt-4o-mini", description="A model with Structured Outputs")
     base_url: str | None = Field(default=None, description="Another OpenAI-compatible endpoint; None = OpenAI")
     timeout_s: float = Field(default=60.0, description="Per attempt")
@@ -71,7 +79,14 @@ class OpenAIAnalyst(Analyst):
     daily_budget_usd: float = Field(default=1.0, description="Spend cap per partition, recorded answers summed")
     usd_per_1m_input_tokens: float = Field(default=0.15, description="gpt-4o-mini list price")
     usd_per_1m_output_tokens: float = Field(default=0.60, description="gpt-4o-mini list price")
-    cache_url: str | None = Field(default=None, description="SQLAlchemy URL; None = the ledger's")
+    stop_after_failures: int = Field(
+        default=2,
+        ge=1,
+        description="Calls failed in a row after the SDK's retries (an outage) before the run stops asking",
+    )
+    cache_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; None = the ledger's (MAKENAIDE_LEDGER_URL, read at run time)"
+    )
     prompt: str = Field(default="verdict_v1", description="makenaide_assets/prompts/<prompt>.md")
 
     _state: dict = PrivateAttr(default_factory=dict)
@@ -96,16 +111,24 @@ class OpenAIAnalyst(Analyst):
             self._state["cache"] = VerdictCache(make_engine(self.cache_url or settings.ledger_url()))
         return self._state["cache"]
 
-    def _client(self) -> "openai.OpenAI":
+    def _api_key(self) -> str:
+        key = self.api_key if self.api_key is not None else os.environ.get(API_KEY_ENV, "")
+        return key.strip()
+
+    def _client(self, api_key: str) -> "openai.OpenAI":
         import openai
 
         if "client" not in self._state:
-            if not self.api_key:
-                raise AnalystConfigError("the OpenAI API key is empty")
             self._state["client"] = openai.OpenAI(
-                api_key=self.api_key, base_url=self.base_url, timeout=self.timeout_s, max_retries=self.max_retries
+                api_key=api_key, base_url=self.base_url, timeout=self.timeout_s, max_retries=self.max_retries
             )
         return self._state["client"]
+
+    def _stop(self, reason: str, key: CacheKey) -> AnalystAnswer:
+        """Ask nothing more in this run (the resource lives one run): the reason holds for every
+        candidate, and asking each again would only repeat the refusal or the wait."""
+        self._state["stopped"] = reason
+        return AnalystAnswer.failed(reason, model=key.model, prompt_hash=key.prompt_hash)
 
     def budget_left_usd(self, partition_key: str) -> float | None:
         return max(0.0, self.daily_budget_usd - self.cache().spent_usd(partition_key))
@@ -119,15 +142,20 @@ class OpenAIAnalyst(Analyst):
         hit = self.cache().get(key)
         if hit is not None:
             return AnalystAnswer(Verdict.model_validate_json(hit.verdict_json), "cache", self.model, prompt_hash)
+        if "stopped" in self._state:
+            return AnalystAnswer.failed(self._state["stopped"], model=self.model, prompt_hash=prompt_hash)
         if self.cache().spent_usd(request.partition_key) >= self.daily_budget_usd:
             return AnalystAnswer.failed(BUDGET_SPENT, model=self.model, prompt_hash=prompt_hash)
-        return self._ask(request, key)
+        api_key = self._api_key()
+        if not api_key:
+            return self._stop(NO_API_KEY if self.api_key is None else "the configured OpenAI API key is empty", key)
+        return self._ask(request, key, api_key)
 
-    def _ask(self, request: VerdictRequest, key: CacheKey) -> AnalystAnswer:
+    def _ask(self, request: VerdictRequest, key: CacheKey, api_key: str) -> AnalystAnswer:
         import openai
 
         try:
-            raw = self._client().chat.completions.with_raw_response.parse(
+            raw = self._client(api_key).chat.completions.with_raw_response.parse(
                 model=self.model,
                 messages=[
                     {"role": "system", "content": self.prompt_text()},
@@ -137,13 +165,18 @@ class OpenAIAnalyst(Analyst):
                 max_completion_tokens=self.max_output_tokens,
                 temperature=openai.omit if self.temperature is None else self.temperature,
             )
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            # Not the message: it may echo part of the key.
-            raise AnalystConfigError(f"OpenAI refused the API key (HTTP {exc.status_code})") from None
+        except openai.AuthenticationError as exc:
+            # Never the message: it echoes part of the key.
+            return self._stop(
+                f"OpenAI refused the API key (HTTP {exc.status_code}{_code(exc)}): check {API_KEY_ENV}", key
+            )
+        except openai.PermissionDeniedError as exc:
+            return self._stop(f"OpenAI denied access to model {self.model!r} (HTTP {exc.status_code}{_code(exc)})", key)
         except openai.NotFoundError as exc:
-            raise AnalystConfigError(f"OpenAI does not serve model {self.model!r}: {exc.message}") from None
+            return self._stop(f"OpenAI does not serve model {self.model!r} (HTTP 404): {_message(exc)}", key)
         except openai.APIError as exc:
-            return AnalystAnswer.failed(self._transport_error(exc), model=key.model, prompt_hash=key.prompt_hash)
+            return self._failed_call(exc, key)
+        self._state["failures"] = 0
         input_tokens, output_tokens = _usage(raw.text)
         usage = {
             "input_tokens": input_tokens,
@@ -162,6 +195,22 @@ class OpenAIAnalyst(Analyst):
             return AnalystAnswer.failed(reason, model=key.model, prompt_hash=key.prompt_hash, **usage)
         return AnalystAnswer(verdict, "openai", key.model, key.prompt_hash, **usage)
 
+    def _failed_call(self, exc: "openai.APIError", key: CacheKey) -> AnalystAnswer:
+        """An error row for a call that got no answer; a spent quota, or `stop_after_failures` of
+        these in a row (an outage the SDK's retries did not outlast), ends the asking for the run."""
+        import openai
+
+        if isinstance(exc, openai.RateLimitError) and exc.code == "insufficient_quota":
+            return self._stop(
+                f"OpenAI quota exhausted (HTTP 429, insufficient_quota) after {self.max_retries} retries", key
+            )
+        reason = self._transport_error(exc)
+        failures = self._state.get("failures", 0) + 1
+        self._state["failures"] = failures
+        if failures >= self.stop_after_failures:
+            self._state["stopped"] = f"not asked: {failures} calls in a row failed in this run (last: {reason})"
+        return AnalystAnswer.failed(reason, model=key.model, prompt_hash=key.prompt_hash)
+
     def _transport_error(self, exc: "openai.APIError") -> str:
         import openai
 
@@ -174,8 +223,8 @@ class OpenAIAnalyst(Analyst):
             return f"rate limited (HTTP 429, {exc.code or 'no code'}) {after}"
         if isinstance(exc, openai.APIStatusError):
             retried = after if exc.status_code >= 500 else "not retried"
-            return f"HTTP {exc.status_code} {retried}: {exc.message[:200]}"
-        return f"{type(exc).__name__}: {exc.message[:200]}"
+            return f"HTTP {exc.status_code} {retried}: {_message(exc)}"
+        return f"{type(exc).__name__}: {_message(exc)}"
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         client = self._state.pop("client", None)
@@ -184,6 +233,17 @@ class OpenAIAnalyst(Analyst):
         cache = self._state.pop("cache", None)
         if cache is not None:
             cache.engine.dispose()
+
+
+def _code(exc: "openai.APIStatusError") -> str:
+    return f", {exc.code}" if exc.code else ""
+
+
+def _message(exc: "openai.APIError") -> str:
+    """The API's own message (not the SDK's "Error code: 503 - {...}" wrapping), shortened."""
+    body = exc.body
+    text = body.get("message") if isinstance(body, dict) else None
+    return " ".join(str(text if isinstance(text, str) and text else exc.message).split())[:200]
 
 
 def _usage(body: str) -> tuple[int, int]:

@@ -22,13 +22,15 @@ DEMO_MIN_MONTHS = 6
 def _analyst(mode: settings.Mode, has_openai_key: bool) -> Analyst:
     if mode == "demo" and not has_openai_key:
         return RulesAnalyst()
-    return OpenAIAnalyst(api_key=dg.EnvVar("OPENAI_API_KEY"), cache_url=settings.ledger_url())
+    # Key and cache URL are read from the environment when a candidate is asked: the UI never shows
+    # them, and a missing key makes error rows (exits still planned) instead of failing the run.
+    return OpenAIAnalyst()
 
 
 def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any]:
     # One ledger and one market data object, given to the assets and nested in the broker, so the
     # broker books into the ledger the assets read and fills at the prices they see.
-    ledger = TradingLedger(url=settings.ledger_url())
+    ledger = TradingLedger()  # MAKENAIDE_LEDGER_URL read at use: its password never reaches the UI
     common: dict[str, Any] = {
         "io_manager": ParquetIOManager(base_path=settings.storage_root()),
         "ledger": ledger,

@@ -1,12 +1,13 @@
 """The analysts: OpenAI through the real SDK against recorded HTTP answers; rules on real candles."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from makenaide_assets.resources.analyst import BUDGET_SPENT, AnalystConfigError, OpenAIAnalyst, RulesAnalyst
+from makenaide_assets.resources.analyst import BUDGET_SPENT, NO_API_KEY, OpenAIAnalyst, RulesAnalyst
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.verdict_cache import VerdictCache, make_engine
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
@@ -14,7 +15,7 @@ from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.indicators import indicator_snapshot
 from makenaide_assets.strategy.payload import verdict_request
 from makenaide_assets.strategy.verdict_schema import VerdictRequest
-from makenaide_assets_tests.fixtures.openai.replay import OpenAIReplay, recorded
+from makenaide_assets_tests.fixtures.openai.replay import Exchange, OpenAIReplay, recorded
 
 DAY = "2023-12-20"
 SECRET = "sk-test-analyst-0123456789abcdef1234"
@@ -140,13 +141,129 @@ def test_budget_spent_stops_calls_for_the_partition_only(replay: OpenAIReplay, t
     assert subject.analyse(request_for(sample, "KRW-BTC", "2023-09-10")).source == "openai"
 
 
-def test_rejected_key_fails_loudly_without_echoing_it(replay: OpenAIReplay, tmp_path: Path, sample: dict) -> None:
+def api_error(status: int, message: str, code: str | None, kind: str) -> Exchange:
+    """An error answer in the API's envelope, as the recorded ones are written."""
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return Exchange(status, {"content-type": "application/json", "x-request-id": "req_test"}, json.dumps(body).encode())
+
+
+def assert_error(answer: object, reason: str) -> None:
+    assert (answer.source, answer.verdict, answer.error, answer.cost_usd) == ("error", None, reason, 0.0)
+
+
+def test_missing_key_is_an_error_row_naming_the_variable_and_nothing_is_sent(
+    replay: OpenAIReplay, tmp_path: Path, sample: dict
+) -> None:
+    # As modes builds it: no key in the configuration, OPENAI_API_KEY unset (conftest clears it).
+    subject = OpenAIAnalyst(base_url=replay.base_url, cache_url=f"sqlite:///{tmp_path / 'cache.sqlite'}")
+    assert NO_API_KEY == "no OpenAI API key: OPENAI_API_KEY is not set"
+    for market in ("KRW-ETH", "KRW-BTC"):
+        assert_error(subject.analyse(request_for(sample, market)), NO_API_KEY)
+    assert replay.calls == 0
+    assert subject.budget_left_usd(DAY) == 1.0
+
+
+def test_the_key_is_read_from_the_environment_when_asked(
+    replay: OpenAIReplay, tmp_path: Path, sample: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subject = OpenAIAnalyst(base_url=replay.base_url, cache_url=f"sqlite:///{tmp_path / 'cache.sqlite'}")
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # after the resource was built, as in a run's process
+    replay.queue(recorded("chat_completion_buy.json"))
+    assert subject.analyse(request_for(sample, "KRW-ETH")).source == "openai"
+    assert replay.received[0].headers["authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in repr(subject) and SECRET not in str(subject.model_dump())
+
+
+def test_a_cached_verdict_is_served_without_a_key(replay: OpenAIReplay, tmp_path: Path, sample: dict) -> None:
+    request = request_for(sample, "KRW-ETH")
+    replay.queue(recorded("chat_completion_buy.json"))
+    assert analyst(replay, tmp_path).analyse(request).source == "openai"
+    keyless = OpenAIAnalyst(base_url=replay.base_url, cache_url=f"sqlite:///{tmp_path / 'cache.sqlite'}")
+    assert keyless.analyse(request).source == "cache"
+    assert_error(keyless.analyse(request_for(sample, "KRW-BTC")), NO_API_KEY)
+    assert replay.calls == 1
+
+
+def test_rejected_key_is_an_error_row_without_echoing_it_and_is_not_asked_again(
+    replay: OpenAIReplay, tmp_path: Path, sample: dict
+) -> None:
     replay.queue(recorded("invalid_api_key_401.json"))
-    with pytest.raises(AnalystConfigError) as raised:
-        analyst(replay, tmp_path).analyse(request_for(sample, "KRW-ETH"))
-    assert "401" in str(raised.value)
-    assert "sk-" not in str(raised.value)
-    assert SECRET not in repr(analyst(replay, tmp_path))
+    subject = analyst(replay, tmp_path)
+    reason = "OpenAI refused the API key (HTTP 401, invalid_api_key): check OPENAI_API_KEY"
+    assert_error(subject.analyse(request_for(sample, "KRW-ETH")), reason)
+    assert "sk-" not in reason
+    # The key is refused for every candidate: the others are answered at once, nothing is sent.
+    assert_error(subject.analyse(request_for(sample, "KRW-BTC")), reason)
+    assert replay.calls == 1
+    assert SECRET not in repr(subject)
+    # A new run (a new resource) asks again.
+    replay.queue(recorded("chat_completion_buy.json"))
+    assert analyst(replay, tmp_path).analyse(request_for(sample, "KRW-BTC")).source == "openai"
+
+
+@pytest.mark.parametrize(
+    ("exchange", "reason"),
+    [
+        (
+            api_error(
+                403, "Project does not have access to model gpt-4o-mini", "model_not_found", "invalid_request_error"
+            ),
+            "OpenAI denied access to model 'gpt-4o-mini' (HTTP 403, model_not_found)",
+        ),
+        (
+            api_error(404, "The model `gpt-4o-mini` does not exist", "model_not_found", "invalid_request_error"),
+            "OpenAI does not serve model 'gpt-4o-mini' (HTTP 404): The model `gpt-4o-mini` does not exist",
+        ),
+    ],
+)
+def test_unusable_model_is_an_error_row_for_every_candidate(
+    replay: OpenAIReplay, tmp_path: Path, sample: dict, exchange: Exchange, reason: str
+) -> None:
+    replay.queue(exchange)
+    subject = analyst(replay, tmp_path)
+    assert_error(subject.analyse(request_for(sample, "KRW-ETH")), reason)
+    assert_error(subject.analyse(request_for(sample, "KRW-BTC")), reason)
+    assert replay.calls == 1
+
+
+def test_spent_quota_is_an_error_row_and_stops_the_asking(replay: OpenAIReplay, tmp_path: Path, sample: dict) -> None:
+    quota = api_error(429, "You exceeded your current quota", "insufficient_quota", "insufficient_quota")
+    replay.queue(quota, quota)  # retried by the SDK like any 429
+    subject = analyst(replay, tmp_path, max_retries=1)
+    reason = "OpenAI quota exhausted (HTTP 429, insufficient_quota) after 1 retries"
+    assert_error(subject.analyse(request_for(sample, "KRW-ETH")), reason)
+    assert_error(subject.analyse(request_for(sample, "KRW-BTC")), reason)
+    assert replay.calls == 2
+
+
+def test_an_outage_outlasting_the_retries_gives_error_rows_then_stops_asking(
+    replay: OpenAIReplay, tmp_path: Path, sample: dict
+) -> None:
+    down = recorded("server_error_503.json")
+    replay.queue(*[down] * 4)
+    subject = analyst(replay, tmp_path, max_retries=1)
+    reason = "HTTP 503 after 1 retries: The server is overloaded or not ready yet."
+    assert_error(subject.analyse(request_for(sample, "KRW-ETH")), reason)
+    assert replay.calls == 2  # the SDK retried once
+    assert_error(subject.analyse(request_for(sample, "KRW-BTC")), reason)
+    assert replay.calls == 4
+    # Two candidates in a row failed after every retry: the rest of the run does not wait on OpenAI.
+    assert_error(
+        subject.analyse(request_for(sample, "KRW-DOGE")),
+        f"not asked: 2 calls in a row failed in this run (last: {reason})",
+    )
+    assert replay.calls == 4
+    assert subject.budget_left_usd(DAY) == 1.0
+
+
+def test_one_failed_call_between_answers_does_not_stop_the_asking(
+    replay: OpenAIReplay, tmp_path: Path, sample: dict
+) -> None:
+    down = recorded("server_error_503.json")
+    replay.queue(down, down, recorded("chat_completion_buy.json"), down, down, recorded("chat_completion_hold.json"))
+    subject = analyst(replay, tmp_path, max_retries=1)
+    sources = [subject.analyse(request_for(sample, m)).source for m in ("KRW-ETH", "KRW-BTC", "KRW-DOGE", "KRW-SAND")]
+    assert sources == ["error", "openai", "error", "openai"]
 
 
 def test_cache_rows_never_hold_the_key(replay: OpenAIReplay, tmp_path: Path, sample: dict) -> None:
