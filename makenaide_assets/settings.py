@@ -32,8 +32,21 @@ def storage_root() -> str:
     return os.environ.get("MAKENAIDE_STORAGE") or str(var_dir() / "storage")
 
 
-def ledger_url() -> str:
-    return os.environ.get("MAKENAIDE_LEDGER_URL") or f"sqlite:///{var_dir() / 'ledger.sqlite'}"
+# A ledger belongs to one mode for life (DESIGN §8), so each mode has its own default file: paper
+# fills must never become positions a live broker would sell. Demo keeps the name it always had.
+DEFAULT_LEDGER_FILES: dict[Mode, str] = {
+    "demo": "ledger.sqlite",
+    "paper": "ledger-paper.sqlite",
+    "live": "ledger-live.sqlite",
+}
+
+
+def ledger_url(for_mode: Mode | None = None) -> str:
+    """MAKENAIDE_LEDGER_URL, else the mode's own SQLite file under MAKENAIDE_VAR."""
+    explicit = os.environ.get("MAKENAIDE_LEDGER_URL")
+    if explicit:
+        return explicit
+    return f"sqlite:///{var_dir() / DEFAULT_LEDGER_FILES[for_mode or mode()]}"
 
 
 def sql_url(url: str) -> str:

@@ -23,5 +23,8 @@ def test_defaults_live_under_var(monkeypatch: pytest.MonkeyPatch, tmp_path) -> N
     assert settings.storage_root() == str(tmp_path / "storage")
     assert settings.ledger_url() == f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     assert settings.replay_dir() == str(settings.SAMPLE_REPLAY_DIR)
+    monkeypatch.setenv("MAKENAIDE_MODE", "live")
+    assert settings.ledger_url() == f"sqlite:///{tmp_path / 'ledger-live.sqlite'}"
+    assert settings.ledger_url("paper") == f"sqlite:///{tmp_path / 'ledger-paper.sqlite'}"
     monkeypatch.setenv("MAKENAIDE_STORAGE", "s3://bucket/prefix")
     assert settings.storage_root() == "s3://bucket/prefix"

@@ -7,18 +7,26 @@ one, so in a run the broker's ledger is its own copy with its own engine on the 
 that is safe because the ledger keeps nothing in memory but the engine: every read goes to the
 database and every write is one committed transaction.
 
-`Broker.execute(orders, partition_key, log)` runs, per signal row (sells first, so cash freed by
-a sale can pay for a buy):
+`Broker.execute(orders, partition_key, log)` holds the ledger's writer lock (one trading writer at
+a time, however the run was started) and then:
 
-1. identifier = `identifier_for_signal(partition_key, row)` (deterministic, see ledger.py);
-2. already `done` / `rejected` / `failed` in the ledger -> nothing is sent again;
-3. `pending` / `submitted` (a run died between submission and booking) -> `_resolve` first:
-   the paper broker finishes the recorded intent, Upbit looks the identifier up;
-4. otherwise plan it: not sendable -> a `skipped` row with the reason; else record the intent
-   as `pending` (own transaction), submit, and book fill + position + cash in ONE transaction.
+0. with `plan=True` (the `fills` asset), records the partition's plan first (PlanConflict when a
+   past partition's signals changed: nothing is ordered);
+1. resolves every unresolved order of ANY partition (`_resolve`): the paper broker finishes the
+   recorded intent, Upbit looks the identifier up. One whose outcome stays unknown blocks new
+   orders of its market (buys; sells too when it is a sell) until a later run resolves it;
+2. `_before_orders`: what the particular exchange checks before planning (the live broker looks
+   refused orders up again and reconciles with the account);
+3. per signal row, sells first (cash freed by a sale can pay for a buy): identifier =
+   `identifier_for_signal(partition_key, row)`; already `done` / `rejected` / `failed` -> nothing
+   is sent again; otherwise plan it: not sendable -> a `skipped` row with the reason; else record
+   the intent as `pending` (own transaction), submit, and book fill + position + cash in ONE
+   transaction. A side the ledger cannot hold is refused with an error and left for the
+   `fills_match_signals` check, never booked.
 
 It returns `self.ledger.fills_for_partition(partition_key)`: every order of the partition, so a
-re-run adds nothing and still shows the day's fills.
+re-run adds nothing and still shows the day's fills. `notices` collects what the operator must
+be told (fills found for refused orders, orders still unresolved); `fills` sends them.
 """
 
 import math
@@ -28,13 +36,15 @@ from typing import Any, Protocol
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifier_for_signal
+from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifier_for_signal, identifiers_for_signals
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.resources.trading_limits import TradingLimits
 from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.limits import Limits, Refusal, cap_buy, outside_band, sells_halted
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 
 # Paper fills trade this much worse than the first price after the close, always against us.
@@ -70,6 +80,12 @@ class Broker(dg.ConfigurableResource, ABC):
     """Executes order intents against an exchange (real or simulated), booking every step in the ledger."""
 
     ledger: TradingLedger = Field(description="where every order, fill, position and cash movement is booked")
+    limits: TradingLimits = Field(default_factory=TradingLimits, description="caps, loss limits, price band")
+
+    _notices: list[str] = PrivateAttr(default_factory=list)
+    _limits: Limits = PrivateAttr(default_factory=Limits)
+    # Why no buy may go out in this execute (halt switch, unexplained account difference), if any.
+    _buys_refused: Refusal | None = PrivateAttr(default=None)
 
     @property
     @abstractmethod
@@ -79,28 +95,70 @@ class Broker(dg.ConfigurableResource, ABC):
     def describe(self) -> str:
         return self.name
 
-    def execute(self, orders: pd.DataFrame, partition_key: str, log: Log) -> pd.DataFrame:
+    def execute(self, orders: pd.DataFrame, partition_key: str, log: Log, *, plan: bool = False) -> pd.DataFrame:
         self._start(log)
-        for signal in _in_execution_order(orders):
-            self._execute_one(signal, partition_key, log)
+        self._notices = []
+        self._limits, warning = self.limits.resolve()
+        if warning:
+            self._notify(log, warning)
+        self._buys_refused = (
+            Refusal("operator_halt", f"halt switch: {self._limits.halt}") if self._limits.halt else None
+        )
+        with self.ledger.writer(f"trading {partition_key} through {self.describe()}"):
+            if plan:
+                # Recorded before the first order: a later run of this partition must plan the same.
+                self.ledger.record_plan(partition_key, identifiers_for_signals(partition_key, orders))
+            stuck = self._resolve_outstanding(log)
+            self._before_orders(partition_key, log)
+            for signal in _in_execution_order(orders):
+                self._execute_one(signal, partition_key, log, stuck)
         return self.ledger.fills_for_partition(partition_key)
 
-    def _execute_one(self, signal: dict, partition_key: str, log: Log) -> None:
+    @property
+    def notices(self) -> list[str]:
+        """What the last `execute` found that the operator must hear about."""
+        return list(self._notices)
+
+    def _notify(self, log: Log, message: str) -> None:
+        log.error(message)
+        self._notices.append(message)
+
+    def _resolve_outstanding(self, log: Log) -> dict[str, set[str]]:
+        """Resolve every unresolved order, of any partition, before anything new is planned
+        (DESIGN §8). Returns market -> sides of the orders whose outcome is still unknown."""
+        stuck: dict[str, set[str]] = {}
+        for order in self.ledger.unresolved_orders():
+            log.warning(f"{order['identifier']}: left {order['status']} by an earlier run; resolving it first")
+            try:
+                self._resolve(order, log)
+            except OrderOutcomeUnknown as exc:
+                stuck.setdefault(order["market"], set()).add(order["side"])
+                self._notify(log, f"{exc}. No new order in {order['market']} until it is resolved.")
+        return stuck
+
+    def _execute_one(self, signal: dict, partition_key: str, log: Log, stuck: dict[str, set[str]]) -> None:
         ledger = self.ledger
+        market, side = str(signal["market"]), str(signal["side"])
         identifier = identifier_for_signal(partition_key, signal)
+        if side not in t.SIDES:
+            # The ledger cannot hold it (its CHECK constraint), and nothing may be sent for it.
+            log.error(f"{identifier}: side {side!r} is not buy, add or sell; refused, not ordered")
+            return
         existing = ledger.order(identifier)
-        if existing is not None and existing["status"] in (t.DONE, t.REJECTED, t.FAILED):
+        if existing is not None and existing["status"] != t.SKIPPED:
+            # Done, refused or failed: the identifier is spent. Still unresolved: reported above.
             log.info(f"{identifier}: already {existing['status']} in the ledger; not ordering again")
             return
-        if existing is not None and existing["status"] in t.UNRESOLVED:
-            log.warning(f"{identifier}: left {existing['status']} by an earlier run; resolving it before anything else")
-            self._resolve(existing, log)
-            return
-        plan = self._plan(signal, identifier, partition_key)
+        blocked = stuck.get(market, set())
+        plan = (
+            Skip("unresolved_order", f"an earlier {market} order's outcome is still unknown; nothing new until it is")
+            if (side in ENTRY_SIDES and blocked) or (side == "sell" and "sell" in blocked)
+            else self._plan(signal, identifier, partition_key)
+        )
         intent = dict(
             partition_key=partition_key,
-            market=signal["market"],
-            side=signal["side"],
+            market=market,
+            side=side,
             broker=self.name,
             ref_price=_number(signal.get("price")),
             reason=None if pd.isna(signal.get("reason")) else str(signal.get("reason")),
@@ -129,7 +187,11 @@ class Broker(dg.ConfigurableResource, ABC):
             log.warning(f"{identifier}: {plan.note}")
         order = ledger.order(identifier)
         assert order is not None  # recorded just above
-        self._submit(order, log)
+        try:
+            self._submit(order, log)
+        except OrderOutcomeUnknown as exc:
+            # Left pending/submitted in the ledger: the next run resolves it before anything else.
+            self._notify(log, str(exc))
 
     def _plan(self, signal: dict, identifier: str, partition_key: str) -> OrderPlan | Skip:
         """Checks every broker shares; `_adjust` adds what the particular exchange needs."""
@@ -140,14 +202,27 @@ class Broker(dg.ConfigurableResource, ABC):
                 return Skip("no_amount", f"{side} signal without a positive krw_amount ({signal.get('krw_amount')!r})")
             if krw < MIN_ORDER_KRW:
                 return Skip("under_min_total", f"{krw:,.0f} KRW is below Upbit's minimum order of {MIN_ORDER_KRW:,.0f}")
+            if self._buys_refused is not None:
+                return Skip(self._buys_refused.name, self._buys_refused.reason)
             done = self.ledger.fills_for_partition(partition_key)
             entered = done["side"].isin(ENTRY_SIDES) & (done["status"] == t.DONE)
             earlier = done[entered & (done["market"] == market) & (done["identifier"] != identifier)]
             if not earlier.empty:
                 # A re-materialised `signals` may turn today's buy into an "add": one entry per day.
                 return Skip("already_entered", f"{market} was already entered today by {earlier['identifier'].iloc[0]}")
-            plan = OrderPlan(krw_amount=krw, volume=None)
+            band = outside_band(self._limits, _number(signal.get("price")), self._quote(market, partition_key))
+            if band is not None:
+                return Skip(band.name, band.reason)
+            bought = float(done.loc[entered, "krw_value"].sum())
+            capped = cap_buy(self._limits, krw, bought, self._buying_power(market, partition_key), FEE_RATE)
+            if capped.krw < MIN_ORDER_KRW:
+                name = "insufficient_cash" if capped.binding == "cash" else "over_limit"
+                return Skip(name, f"{capped.note}, below Upbit's minimum order of {MIN_ORDER_KRW:,.0f} KRW")
+            name = None if capped.note is None else "reduced_to_cash" if capped.binding == "cash" else "capped"
+            plan = OrderPlan(krw_amount=capped.krw, volume=None, note_name=name, note=capped.note)
         elif side == "sell":
+            if (halted := sells_halted(self._limits)) is not None:
+                return Skip(halted.name, halted.reason)
             volume = _number(signal.get("volume"))
             if volume is None or volume <= 0:
                 return Skip("no_volume", f"sell signal without a positive volume ({signal.get('volume')!r})")
@@ -159,14 +234,25 @@ class Broker(dg.ConfigurableResource, ABC):
                 return Skip("no_volume", f"the {market} position rounds to zero volume")
             plan = OrderPlan(krw_amount=None, volume=volume)
         else:
-            return Skip("unknown_side", f"side {side!r} is not buy, add or sell")
+            raise AssertionError(f"side {side!r} was refused before planning")
         return self._adjust(plan, market, side, partition_key)
 
     def _start(self, log: Log) -> None:
         """Called once per execute(); a live broker refuses here when it must not trade."""
 
+    def _before_orders(self, partition_key: str, log: Log) -> None:
+        """After outstanding orders are resolved and before the day's are planned."""
+
     def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
         return plan
+
+    def _buying_power(self, market: str, partition_key: str) -> float:
+        """KRW a buy may spend, the fee on top: the ledger's cash (the account's too, when live)."""
+        return self.ledger.cash_krw(CutOff(partition_key, own_orders=True))
+
+    @abstractmethod
+    def _quote(self, market: str, partition_key: str) -> float | None:
+        """The price a market order would trade at now, for the price band (None: unknown)."""
 
     @abstractmethod
     def _submit(self, order: dict, log: Log) -> None:
@@ -202,19 +288,11 @@ class PaperBroker(Broker):
             if value < MIN_ORDER_KRW:
                 return Skip("under_min_total", f"{plan.volume} {market} is worth {value:,.0f} KRW, below the minimum")
             return plan
-        assert plan.krw_amount is not None
-        cash = self.ledger.cash_krw(CutOff(partition_key, own_orders=True))
-        affordable = math.floor(cash / (1 + self.fee_rate))
-        if plan.krw_amount <= affordable:
-            return plan
-        if affordable < MIN_ORDER_KRW:
-            return Skip("insufficient_cash", f"{plan.krw_amount:,.0f} KRW + fee asked, the ledger has {cash:,.0f} KRW")
-        return OrderPlan(
-            krw_amount=float(affordable),
-            volume=None,
-            note_name="reduced_to_cash",
-            note=f"buy reduced from {plan.krw_amount:,.0f} to {affordable:,.0f} KRW, what the cash pays with the fee",
-        )
+        return plan
+
+    def _quote(self, market: str, partition_key: str) -> float | None:
+        quote = self.market_data.first_price_after(market, partition_close(partition_key))
+        return None if quote is None else quote[1]
 
     def _fill_price(self, market: str, side: str, partition_key: str) -> tuple[pd.Timestamp, float] | None:
         quote = self.market_data.first_price_after(market, partition_close(partition_key))

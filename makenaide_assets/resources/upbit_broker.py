@@ -7,9 +7,16 @@ Never twice. Upbit refuses an `identifier` it has seen before, even one whose or
   a refused resend is looked up once more and otherwise booked as rejected;
 - a run that died after sending finds the order `pending`/`submitted` in the ledger and looks
   it up before anything else (`_resolve`).
-A refusal (insufficient funds, tick, minimum, any other 4xx) becomes a `rejected` row carrying
-Upbit's error name and message and an error log line; an unknowable outcome raises
-`OrderOutcomeUnknown` and leaves the order unresolved for the next run.
+- any refusal of a send (4xx) is looked up by identifier before it is booked: a duplicate-
+  identifier refusal from a second, overlapping run must book the first one's execution, not a
+  rejection. Only an identifier Upbit does not know is booked `rejected`, with Upbit's error
+  name and message and an error log line;
+- rejected or failed orders of the last few partitions are looked up again at the start of each
+  run: a fill found for one is booked and the operator told;
+- `executed_volume` is the truth when `trades` is empty or short: the price then comes from
+  `executed_funds`, else from the fee Upbit charged.
+An unknowable outcome raises `OrderOutcomeUnknown` and leaves the order unresolved; the next run
+resolves it before planning anything, and no new order of that market goes out meanwhile.
 """
 
 import time
@@ -32,9 +39,13 @@ from makenaide_assets.resources.upbit_retry import (
 )
 from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close, utc_now_naive
-from makenaide_assets.strategy.ticks import api_number
+from makenaide_assets.strategy.limits import Refusal
+from makenaide_assets.strategy.reconcile import Adjustment, ExchangeEvent, manual_order, reconcile, transfer
+from makenaide_assets.strategy.ticks import FEE_RATE, api_number, round_volume
 
 FINAL_STATES = ("done", "cancel")
+# Refused or failed orders are looked up again this many partitions back (an answer lost on the way).
+RECHECK_PARTITIONS = 3
 
 
 class LiveTradingRefused(RuntimeError):
@@ -58,6 +69,9 @@ class UpbitBroker(Broker):
     poll_interval_s: float = 0.5
     # A backfill of old partitions must not buy today on last month's signal.
     max_signal_age_hours: float = 12.0
+    # The account is the truth (DESIGN §8): reconciled before every day's orders. Off only for
+    # unit tests that replay a handful of exchange answers without an account behind them.
+    reconcile_account: bool = True
 
     _exchange: UpbitExchange | None = PrivateAttr(default=None)
     _preflight_done: bool = PrivateAttr(default=False)
@@ -80,6 +94,9 @@ class UpbitBroker(Broker):
         ]
         if self.live_confirm.strip().lower() != "yes":
             problems.append('MAKENAIDE_LIVE_CONFIRM is not "yes"')
+        if self.ledger.mode != "live":
+            # Paper fills in the ledger would be sold for real (DESIGN §8): a live ledger only.
+            problems.append(f"its ledger is not a live ledger (mode {self.ledger.mode!r})")
         if problems:
             raise LiveTradingRefused("UpbitBroker refuses to place live orders: " + "; ".join(problems))
 
@@ -98,17 +115,61 @@ class UpbitBroker(Broker):
         self._check_allowed()
         self._preflight_done = False
 
-    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
-        age_h = (pd.Timestamp(utc_now_naive()) - partition_close(partition_key)) / pd.Timedelta(hours=1)
+    def _age_hours(self, partition_key: str) -> float:
+        return (pd.Timestamp(utc_now_naive()) - partition_close(partition_key)) / pd.Timedelta(hours=1)
+
+    def _stale(self, partition_key: str) -> Skip | None:
+        age_h = self._age_hours(partition_key)
         if age_h > self.max_signal_age_hours:
             return Skip("stale_signal", f"partition {partition_key} closed {age_h:.0f} h ago; live orders are same-day")
-        chance = self._client().get("/v1/orders/chance", {"market": market})
+        return None
+
+    def _plan(self, signal: dict, identifier: str, partition_key: str) -> OrderPlan | Skip:
+        # Before anything asks the exchange: an old partition is never traded live.
+        return self._stale(partition_key) or super()._plan(signal, identifier, partition_key)
+
+    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
+        if (stale := self._stale(partition_key)) is not None:
+            return stale
+        chance = self._chance(market)
+        if isinstance(chance, Skip):
+            return chance
         if chance["market"].get("state") != "active":
             return Skip("market_inactive", f"Upbit reports {market} as {chance['market'].get('state')!r}")
         min_total = float(chance["market"]["bid"].get("min_total") or 0)
         if plan.krw_amount is not None and plan.krw_amount < min_total:
             return Skip("under_min_total", f"{plan.krw_amount:,.0f} KRW is below Upbit's {min_total:,.0f} for {market}")
+        if plan.volume is not None:
+            # Only what the account holds free can be sold (coins sold by hand, or locked in an order).
+            free = round_volume(float((chance.get("ask_account") or {}).get("balance") or 0.0))
+            if free <= 0:
+                return Skip("nothing_to_sell", f"the account holds no free {market.split('-', 1)[1]}")
+            if free < plan.volume:
+                note = f"sell reduced from {plan.volume} to the {free} the account holds free"
+                return OrderPlan(krw_amount=None, volume=free, note_name="reduced_to_account", note=note)
         return plan
+
+    def _chance(self, market: str) -> dict | Skip:
+        try:
+            return self._client().get("/v1/orders/chance", {"market": market})
+        except (UpbitApiError, UpbitUnavailable) as exc:
+            # This market only: the orders after it still go out (a delisted market answers 404).
+            return Skip("chance_unavailable", f"GET /v1/orders/chance for {market} failed: {exc}")
+
+    def _buying_power(self, market: str, partition_key: str) -> float:
+        ledger_cash = super()._buying_power(market, partition_key)
+        chance = self._chance(market)
+        if isinstance(chance, Skip):
+            return ledger_cash  # `_adjust` skips the order with the reason
+        free = float((chance.get("bid_account") or {}).get("balance") or 0.0)
+        return min(ledger_cash, free)
+
+    def _quote(self, market: str, partition_key: str) -> float | None:
+        try:
+            [ticker] = self._client().get("/v1/ticker", {"markets": market})
+        except (UpbitApiError, UpbitUnavailable, ValueError):
+            return None  # no band without a quote; the chance and the order itself still check
+        return float(ticker["trade_price"])
 
     @staticmethod
     def _body(order: dict) -> dict[str, Any]:
@@ -140,10 +201,13 @@ class UpbitBroker(Broker):
         try:
             answer = self._client().post("/v1/orders", body)
         except UpbitApiError as exc:
-            found = self._lookup(identifier) if resent else None
+            # Looked up before being booked rejected: a duplicate identifier means an earlier send
+            # (another run's, or ours whose answer was lost) reached Upbit.
+            found = self._lookup(identifier)
             if found is None:
                 self._reject(order, exc, log, "")
             else:
+                log.warning(f"{identifier}: Upbit refused the send ({exc.name}) but has the order; booking it")
                 self._finish(order, found, log)
             return
         except UpbitUnavailable as exc:
@@ -160,6 +224,96 @@ class UpbitBroker(Broker):
             self._send(order, body, log, resent=True)
             return
         self._finish(order, answer, log)
+
+    def _before_orders(self, partition_key: str, log: Log) -> None:
+        self._recheck_refused(partition_key, log)
+        unexplained = [a for a in self.reconcile(partition_key, log) if not a.explained]
+        if unexplained and self._buys_refused is None:
+            what = "; ".join(a.reason for a in unexplained)
+            self._buys_refused = Refusal("account_unreconciled", f"no new buy today: {what}")
+
+    def reconcile(self, partition_key: str, log: Log) -> list[Adjustment]:
+        """Make the ledger equal the account (DESIGN §8) and return every adjustment booked for
+        the partition so far. Only for the partition that just closed: a re-run of an old day
+        reads no account, whose balances are today's, not that day's."""
+        if not self.reconcile_account or self._age_hours(partition_key) > self.max_signal_age_hours:
+            return []
+        if self.ledger.unresolved_orders():
+            # Their effect is in the account but not yet in the ledger: a difference now would be
+            # booked as unexplained. They are resolved first; until then nothing new is bought.
+            log.warning("reconciliation waits: orders with an unknown outcome are still open")
+            return []
+        now = pd.Timestamp(utc_now_naive())
+        accounts = self._client().get("/v1/accounts", {})
+        account = {str(a["currency"]): float(a["balance"]) + float(a["locked"]) for a in accounts}
+        since = self.ledger.reconciled_at()
+        events = [] if since is None else self._exchange_events(since)
+        adjustments = reconcile(
+            account,
+            self.ledger.balances(),
+            events,
+            self.ledger.booked_event_keys("adj:"),
+            opening=since is None,
+            stamp=f"reconcile:{partition_key}:{now.isoformat()}",
+        )
+        self.ledger.record_reconciliation(partition_key, now, adjustments)
+        for adjustment in adjustments:
+            text = f"{adjustment.amount:+,.8g} {adjustment.currency} adjusted: {adjustment.reason}"
+            if adjustment.explained:
+                log.warning(f"reconciliation: {text}")
+                self._notices.append(f"reconciliation: {text}")
+            else:
+                self._notify(log, f"reconciliation found a difference it cannot explain: {text}")
+        found = self.ledger.adjustments(partition_key)
+        return [
+            Adjustment(str(r.event_key), str(r.currency), float(r.amount), str(r.reason), bool(r.explained))
+            for r in found.itertuples()
+        ]
+
+    def _exchange_events(self, since: pd.Timestamp) -> list[ExchangeEvent]:
+        """What the exchange did to the account since the last reconciliation without Makenaide:
+        orders without one of our identifiers, KRW deposits and withdrawals."""
+        # From the instant the last reconciliation read the account: what happened before it was
+        # in that snapshot (booked then), what happened after it was not.
+        start = since.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        events = []
+        for order in self._client().get("/v1/orders/closed", {"start_time": start, "limit": 1000}):
+            identifier = order.get("identifier")
+            if float(order.get("executed_volume") or 0) <= 0:
+                continue
+            if identifier and self.ledger.order(str(identifier)) is not None:
+                continue
+            detail = self._client().get("/v1/order", {"uuid": order["uuid"]})
+            events.append(manual_order(detail))
+        for path, kind, done in (("/v1/deposits", "deposit", "ACCEPTED"), ("/v1/withdraws", "withdraw", "DONE")):
+            for item in self._client().get(path, {"currency": "KRW", "state": done}):
+                when = item.get("done_at") or item.get("created_at")
+                if when is not None and _utc(pd.Timestamp(str(when))) >= since:
+                    events.append(transfer(item, kind))
+        return events
+
+    def _recheck_refused(self, partition_key: str, log: Log) -> None:
+        since = (pd.Timestamp(partition_key) - pd.Timedelta(days=RECHECK_PARTITIONS)).strftime("%Y-%m-%d")
+        for order in self.ledger.refused_orders(self.name, since):
+            try:
+                found = self._lookup(order["identifier"])
+            except OrderOutcomeUnknown as exc:
+                log.warning(f"{exc}; looked up again next run")
+                continue
+            if found is None or float(found.get("executed_volume") or 0) <= 0:
+                continue
+            identifier = order["identifier"]
+            self.ledger.reopen(
+                identifier,
+                exchange_uuid=found.get("uuid"),
+                why=f"booked {order['status']} ({order['error_name']}), but Upbit executed it",
+            )
+            self._notify(
+                log,
+                f"{identifier}: booked {order['status']} ({order['error_name']}) but Upbit executed "
+                f"{found.get('executed_volume')} {order['market']}; the fill is booked now",
+            )
+            self._finish(order, found, log)
 
     def _resolve(self, order: dict, log: Log) -> None:
         identifier = order["identifier"]
@@ -210,20 +364,18 @@ class UpbitBroker(Broker):
                 raise OrderOutcomeUnknown(f"{identifier}: accepted, outcome unread ({exc}); left submitted") from None
         if answer.get("state") not in FINAL_STATES:
             raise OrderOutcomeUnknown(f"{identifier}: still {answer.get('state')!r} on Upbit; left submitted")
-        trades = answer.get("trades") or []
-        volume = sum(float(trade["volume"]) for trade in trades)
-        if volume <= 0:
+        executed = _executed(answer)
+        if executed is None:
             ledger.close_order(identifier, t.FAILED, "nothing_executed", f"Upbit ended it as {answer['state']!r}")
             log.error(f"{identifier}: Upbit ended it as {answer['state']!r} with nothing executed")
             return
-        funds = sum(float(trade["funds"]) for trade in trades)
-        executed_at = max(pd.Timestamp(trade["created_at"]) for trade in trades)
+        volume, funds, executed_at = executed
         fill = ledger.record_fill(
             identifier,
             price=funds / volume,
             volume=volume,
             fee=float(answer.get("paid_fee") or 0.0),
-            executed_at=executed_at.tz_convert("UTC").tz_localize(None),
+            executed_at=executed_at,
             exchange_uuid=answer["uuid"],
         )
         log.info(f"{identifier}: Upbit {order['side']} {volume} {order['market']} = {fill['krw_value']:,.0f} KRW")
@@ -231,3 +383,29 @@ class UpbitBroker(Broker):
     def _reject(self, order: dict, exc: UpbitApiError, log: Log, prefix: str) -> None:
         self.ledger.close_order(order["identifier"], t.REJECTED, exc.name, prefix + exc.message)
         log.error(f"{order['identifier']}: rejected by Upbit: {exc.name}: {prefix}{exc.message}")
+
+
+def _executed(answer: dict) -> tuple[float, float, pd.Timestamp] | None:
+    """(volume, funds, when) Upbit executed for a finished order, or None when nothing was.
+
+    `executed_volume` is the truth: Upbit may answer `done` with an empty or short `trades`
+    list. The funds then come from `executed_funds`, else from the fee it charged (0.05 %)."""
+    trades = answer.get("trades") or []
+    traded = round_volume(sum(float(trade["volume"]) for trade in trades))
+    volume = round_volume(float(answer.get("executed_volume") or traded))
+    if volume <= 0:
+        return None
+    if trades and traded == volume:
+        funds = sum(float(trade["funds"]) for trade in trades)
+        return volume, funds, _utc(max(pd.Timestamp(trade["created_at"]) for trade in trades))
+    if answer.get("executed_funds") is not None:
+        funds = float(answer["executed_funds"])
+    else:
+        funds = float(answer.get("paid_fee") or 0.0) / FEE_RATE
+    if funds <= 0:
+        raise OrderOutcomeUnknown(f"{answer.get('uuid')}: executed {volume}, but no funds or fee say at what price")
+    return volume, funds, _utc(pd.Timestamp(answer.get("created_at") or utc_now_naive()))
+
+
+def _utc(ts: pd.Timestamp) -> pd.Timestamp:
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts

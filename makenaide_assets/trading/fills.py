@@ -7,7 +7,9 @@ from makenaide_assets.partitions import daily
 from makenaide_assets.resources.broker import Broker
 from makenaide_assets.resources.ledger import CutOff, PlanConflict, TradingLedger, identifiers_for_signals
 from makenaide_assets.resources.ledger import schema as t
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.strategy.ticks import FEE_RATE
+from makenaide_assets.trading.signal_checks import latest_signal_checks
 
 FILL_COLUMNS = ["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status"]
 # A fee is booked from a float product (paper) or Upbit's rounded `paid_fee` (live): allow 1 KRW.
@@ -49,30 +51,39 @@ CHECKS = [
     dg.AssetCheckSpec(
         "fills_none_rejected", asset="fills", partitions_def=daily, description="No order was rejected or failed"
     ),
+    dg.AssetCheckSpec(
+        "fills_nothing_unresolved",
+        asset="fills",
+        partitions_def=daily,
+        description="No order of any partition is left with an unknown outcome at the exchange",
+    ),
 ]
 
 
 @dg.asset(
     partitions_def=daily, group_name="trading", kinds={"pandas", "sql"}, check_specs=CHECKS, dagster_type=FillsFrame
 )
-def fills(context: dg.AssetExecutionContext, broker: Broker, signals: pd.DataFrame) -> dg.MaterializeResult:
+def fills(
+    context: dg.AssetExecutionContext, broker: Broker, notifier: Notifier, signals: pd.DataFrame
+) -> dg.MaterializeResult:
     """Orders of day D as the ledger holds them: executed once, re-runs add nothing."""
     key = context.partition_key
+    refuse_unchecked_signals(context.instance, key)
     # The checks read the broker's own ledger, the object the fills were just booked through: Dagster
     # gives a nested resource its own copy, apart from the top-level `ledger` (same database).
     ledger = broker.ledger
-    planned = identifiers_for_signals(key, signals)
     try:
-        # Recorded before the first order: a later run of this partition must plan the same orders.
-        ledger.record_plan(key, planned)
+        # The plan is recorded under the ledger's writer lock, before the first order.
         conflict = None
-        frame = broker.execute(signals, key, context.log)
+        frame = broker.execute(signals, key, context.log, plan=True)
     except PlanConflict as exc:
         # A past partition whose signals changed (e.g. new parameters): its history stays as it was
         # traded, nothing is ordered today, and the blocking check below says what differs.
         conflict = exc
         context.log.error(str(exc))
         frame = ledger.fills_for_partition(key)
+    for notice in broker.notices:
+        notifier.send(f"Makenaide {key}: {notice}")
     done = frame[frame["status"] == t.DONE]
     not_done = frame[frame["status"] != t.DONE]
     metadata = {
@@ -98,6 +109,21 @@ def fills(context: dg.AssetExecutionContext, broker: Broker, signals: pd.DataFra
     )
 
 
+def refuse_unchecked_signals(instance: dg.DagsterInstance, partition_key: str) -> None:
+    """Trade only signals whose blocking checks passed, however this run was started (the sensor
+    looks too, but a hand-started materialisation or `dagster job execute` does not ask it)."""
+    found = latest_signal_checks(instance, partition_key)
+    if found is None:
+        return  # signals given to this run some other way (materialised in it, or a test's stand-in)
+    run_id, failed = found
+    if failed:
+        raise dg.Failure(
+            description=f"signals of {partition_key} failed blocking checks ({', '.join(failed)}) in run "
+            f"{run_id[:8]}; nothing is ordered. Fix the cause and re-materialise signals.",
+            metadata={"failed_checks": ", ".join(failed), "signals_run": run_id},
+        )
+
+
 def plan_check(partition_key: str, conflict: PlanConflict | None) -> dg.AssetCheckResult:
     if conflict is None:
         return dg.AssetCheckResult(
@@ -121,6 +147,9 @@ def fill_checks(
 ) -> list[dg.AssetCheckResult]:
     expected = set(identifiers_for_signals(partition_key, signals))
     strangers = sorted(set(frame["identifier"]) - expected)
+    # A signal the broker refused to book (a side the ledger cannot hold) has no order at all.
+    unbooked = sorted(expected - set(frame["identifier"]))
+    unresolved = pd.DataFrame(ledger.unresolved_orders(), columns=["identifier", "market", "side", "status"])
     duplicated = sorted(set(frame.loc[frame["identifier"].duplicated(), "identifier"]))
     done = frame[frame["status"] == t.DONE]
     fee_rate = float(getattr(broker, "fee_rate", FEE_RATE))
@@ -133,9 +162,13 @@ def fill_checks(
     return [
         dg.AssetCheckResult(
             check_name="fills_match_signals",
-            passed=not strangers,
+            passed=not strangers and not unbooked,
             severity=error,
-            metadata={"signals": len(expected), "orders_without_signal": ", ".join(strangers) or "none"},
+            metadata={
+                "signals": len(expected),
+                "orders_without_signal": ", ".join(strangers) or "none",
+                "signals_without_order": ", ".join(unbooked) or "none",
+            },
         ),
         dg.AssetCheckResult(
             check_name="fills_unique_identifiers",
@@ -161,6 +194,18 @@ def fill_checks(
             passed=refused.empty,
             severity=warn,
             metadata={"refused": dg.MetadataValue.md(_markdown(refused[["identifier", "status", "status_reason"]]))},
+        ),
+        dg.AssetCheckResult(
+            check_name="fills_nothing_unresolved",
+            passed=unresolved.empty,
+            # Not blocking: the report must still run and say so. New orders of those markets are
+            # held back by the broker until the next run resolves them.
+            severity=error,
+            description=None
+            if unresolved.empty
+            else f"{len(unresolved)} order(s) with an unknown outcome; no new order in "
+            f"{', '.join(sorted(set(unresolved['market'])))} until resolved",
+            metadata={"unresolved": dg.MetadataValue.md(_markdown(unresolved))},
         ),
     ]
 

@@ -4,29 +4,10 @@ import dagster as dg
 
 from makenaide_assets.jobs import trading_job
 from makenaide_assets.resources.notifier import Notifier
+from makenaide_assets.trading.signal_checks import SIGNALS, failed_signal_checks
 
-SIGNALS = dg.AssetKey("signals")
 # Enough for a long backfill between two ticks; the cursor carries the rest to the next tick.
 _BATCH = 500
-
-
-def failed_signal_checks(instance: dg.DagsterInstance, run_id: str, partition: str) -> list[str] | None:
-    """Names of `signals` checks that failed in the run, or None if no check evaluated at all.
-
-    Blocking checks stop downstream steps of the same run only; the materialisation event is
-    stored before they run, so the sensor must read their outcome itself before trading.
-    """
-    evaluations = []
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
-        if evaluation is None or evaluation.asset_key != SIGNALS:
-            continue
-        if evaluation.partition not in (None, partition):
-            continue
-        evaluations.append(evaluation)
-    if not evaluations:
-        return None
-    return sorted(e.check_name for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR)
 
 
 def trading_run_after(instance: dg.DagsterInstance, partition: str, since: float) -> dg.DagsterRun | None:

@@ -11,6 +11,7 @@ from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.trading.fills import FILL_COLUMNS, fills
 
 DAY = "2023-07-03"
@@ -38,6 +39,7 @@ def _run(tmp_path: Path, sample_dir: Path, prepared: pd.DataFrame, **kwargs: obj
             "ledger": ledger,
             "market_data": market_data,
             "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
+            "notifier": Notifier(),
         },
         **kwargs,  # type: ignore[arg-type]
     )
@@ -60,6 +62,7 @@ def test_fills_materialise_with_passing_checks_and_contract_columns(tmp_path: Pa
         "fills_fee_rate": True,
         "fills_cash_never_negative": True,
         "fills_none_rejected": True,
+        "fills_nothing_unresolved": True,
     }
     [materialization] = [m for m in result.asset_materializations_for_node("fills")]
     meta = materialization.metadata
@@ -125,6 +128,7 @@ def test_the_brokers_nested_ledger_and_the_top_level_one_agree_within_a_run(tmp_
             "ledger": ledger,
             "market_data": market_data,
             "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
+            "notifier": Notifier(),
         },
     )
     assert result.success

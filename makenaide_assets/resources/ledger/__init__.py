@@ -25,14 +25,18 @@ from makenaide_assets.resources.ledger.identifiers import (
     signal_fingerprint,
 )
 from makenaide_assets.resources.ledger.queries import CutOff
-from makenaide_assets.settings import ledger_url
+from makenaide_assets.resources.ledger.writer import LedgerBusy, writer_lock
+from makenaide_assets.settings import MODES, ledger_url
 from makenaide_assets.sql import make_engine, schema_transaction
 from makenaide_assets.strategy.calendar import utc_now_naive
+from makenaide_assets.strategy.reconcile import KRW, Adjustment, currency_of
 
 __all__ = [
     "MAX_IDENTIFIER_LENGTH",
     "CutOff",
+    "LedgerBusy",
     "LedgerConflict",
+    "LedgerModeMismatch",
     "PlanConflict",
     "TradingLedger",
     "identifier_for_signal",
@@ -49,6 +53,10 @@ EQUITY_TOLERANCE_KRW = 1e-6
 
 class LedgerConflict(RuntimeError):
     """A write would contradict what the ledger already holds (e.g. booking an order twice)."""
+
+
+class LedgerModeMismatch(LedgerConflict):
+    """The ledger belongs to another mode (a live broker on a paper ledger, or the reverse)."""
 
 
 class PlanConflict(LedgerConflict):
@@ -71,13 +79,22 @@ class TradingLedger(dg.ConfigurableResource):
 
     # None: settings.ledger_url(), resolved when the ledger is first used (never at import).
     url: str | None = None
+    # The mode this ledger belongs to, recorded on first use and checked on every later one:
+    # paper fills must never become positions a live broker sells (DESIGN §8). None (tests and
+    # operator tools reading a ledger) claims nothing; `modes.resources_for` always sets it.
+    mode: str | None = None  # demo, paper or live (Dagster config has no Literal)
+    # Paper and demo start from this notional cash; a live ledger starts empty and takes its cash
+    # and coins from /v1/accounts (the first reconciliation books them as the opening balance).
     initial_cash_krw: float = 10_000_000.0
+    writer_wait_s: float = 120.0
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            engine = make_engine(self.url or ledger_url())
+            if self.mode not in (None, *MODES):
+                raise ValueError(f"TradingLedger.mode {self.mode!r} is not one of {', '.join(MODES)}")
+            engine = make_engine(self.url or ledger_url(self.mode))  # type: ignore[arg-type]
             self._create_and_seed(engine)
             self._engine = engine
         return self._engine
@@ -87,13 +104,39 @@ class TradingLedger(dg.ConfigurableResource):
         once (the seed's unique event_key would otherwise fail all but one of them)."""
         migrate.upgrade(engine)
         with schema_transaction(engine) as conn:
+            if self.mode is not None:
+                self._claim_mode(conn, self.mode)
             seeded = conn.execute(sa.select(t.cash_events.c.id).where(t.cash_events.c.event_key == "seed")).first()
-            if seeded is None:
+            if seeded is None and self.mode != "live":
                 conn.execute(
                     t.cash_events.insert().values(
                         event_key="seed", kind="seed", amount_krw=self.initial_cash_krw, created_at=utc_now_naive()
                     )
                 )
+
+    @staticmethod
+    def _claim_mode(conn: sa.Connection, mode: str) -> None:
+        recorded = conn.execute(sa.select(t.ledger_info.c.value).where(t.ledger_info.c.key == "mode")).scalar()
+        if recorded is None:
+            # A ledger from before modes were recorded: its brokers say what it traded.
+            brokers = set(conn.execute(sa.select(t.orders.c.broker).distinct()).scalars())
+            if brokers and (brokers != {"upbit"} if mode == "live" else "upbit" in brokers):
+                raise LedgerModeMismatch(
+                    f"this ledger holds orders of {sorted(brokers)}; a {mode} ledger cannot take it over. "
+                    f"Use the {mode} mode's own ledger (MAKENAIDE_LEDGER_URL unset, or another database)."
+                )
+            conn.execute(t.ledger_info.insert().values(key="mode", value=mode, created_at=utc_now_naive()))
+        elif recorded != mode:
+            raise LedgerModeMismatch(
+                f"this ledger belongs to {recorded} mode and MAKENAIDE_MODE is {mode}; paper and live "
+                "history never share a ledger. Point MAKENAIDE_LEDGER_URL at the ledger of this mode."
+            )
+
+    @contextmanager
+    def writer(self, owner: str) -> Iterator[None]:
+        """The ledger's one trading writer (writer.py): held while orders are planned and sent."""
+        with writer_lock(self.engine(), owner, self.writer_wait_s):
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -124,6 +167,24 @@ class TradingLedger(dg.ConfigurableResource):
         """One row per order of the partition (done ones with their fill; others with the reason)."""
         return self._read(queries.orders_of_partition, partition_key)
 
+    def unresolved_orders(self) -> list[dict[str, Any]]:
+        """Every order of any partition whose outcome at the exchange is not booked yet, oldest first."""
+        return self._orders_where(t.orders.c.status.in_(t.UNRESOLVED))
+
+    def refused_orders(self, broker: str, since_partition: str) -> list[dict[str, Any]]:
+        """Orders `broker` booked rejected or failed since a partition: the exchange may still
+        have executed one (an answer lost on the way), so they are looked up again."""
+        return self._orders_where(
+            t.orders.c.status.in_((t.REJECTED, t.FAILED)),
+            t.orders.c.broker == broker,
+            t.orders.c.partition_key >= since_partition,
+        )
+
+    def _orders_where(self, *where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
+        with self.engine().connect() as conn:
+            rows = conn.execute(sa.select(t.orders).where(*where).order_by(t.orders.c.id)).mappings().all()
+        return [dict(row) for row in rows]
+
     def plan(self, partition_key: str) -> list[str] | None:
         return self._read(queries.plan, partition_key)
 
@@ -131,6 +192,86 @@ class TradingLedger(dg.ConfigurableResource):
         with self.engine().connect() as conn:
             row = conn.execute(sa.select(t.orders).where(t.orders.c.identifier == identifier)).mappings().first()
         return dict(row) if row is not None else None
+
+    def balances(self) -> dict[str, float]:
+        """What the ledger says the account holds now: KRW, and per coin its position plus the
+        coins held outside Makenaide. The live account must equal it (reconciliation)."""
+        with self.engine().connect() as conn:
+            held = queries.holdings_outside(conn)
+            positions = queries.open_positions(conn, None)
+            cash = queries.cash_krw(conn, None)
+        for market, volume in zip(positions["market"], positions["volume"], strict=True):
+            coin = currency_of(str(market))
+            held[coin] = held.get(coin, 0.0) + float(volume)
+        return {KRW: cash, **held}
+
+    def adjustments(self, partition_key: str) -> pd.DataFrame:
+        return self._read(queries.adjustments, partition_key)
+
+    def reconciled_at(self) -> pd.Timestamp | None:
+        """When the ledger was last reconciled with the account (None: never, so the next one
+        books the opening balance)."""
+        with self.engine().connect() as conn:
+            found = conn.execute(
+                sa.select(t.ledger_info.c.value).where(t.ledger_info.c.key == "reconciled_at")
+            ).scalar()
+        return None if found is None else pd.Timestamp(found)
+
+    def booked_event_keys(self, prefix: str) -> set[str]:
+        with self.engine().connect() as conn:
+            keys = set(
+                conn.execute(
+                    sa.select(t.cash_events.c.event_key).where(t.cash_events.c.event_key.startswith(prefix))
+                ).scalars()
+            )
+            keys |= set(
+                conn.execute(
+                    sa.select(t.holding_events.c.event_key).where(t.holding_events.c.event_key.startswith(prefix))
+                ).scalars()
+            )
+        return {key.removeprefix(prefix) for key in keys}
+
+    def record_reconciliation(self, partition_key: str, at: pd.Timestamp, adjustments: list[Adjustment]) -> None:
+        """Book a reconciliation's adjustments (cash events for KRW, holding events for coins) and
+        its time, in one transaction; an adjustment's key is booked once, whoever gets there first."""
+        now = utc_now_naive()
+        with self.transaction() as conn:
+            booked = set(conn.execute(sa.select(t.cash_events.c.event_key)).scalars())
+            booked |= set(conn.execute(sa.select(t.holding_events.c.event_key)).scalars())
+            for item in adjustments:
+                key = f"adj:{item.key}"
+                if key in booked:
+                    continue
+                if item.currency == KRW:
+                    conn.execute(
+                        t.cash_events.insert().values(
+                            event_key=key,
+                            kind="adjustment" if item.explained else "unexplained",
+                            amount_krw=item.amount,
+                            partition_key=partition_key,
+                            reason=item.reason,
+                            created_at=now,
+                        )
+                    )
+                else:
+                    conn.execute(
+                        t.holding_events.insert().values(
+                            event_key=key,
+                            currency=item.currency,
+                            volume=item.amount,
+                            kind="adjustment",
+                            reason=item.reason,
+                            explained=item.explained,
+                            partition_key=partition_key,
+                            created_at=now,
+                        )
+                    )
+            stamp = pd.Timestamp(at).isoformat()
+            where = t.ledger_info.c.key == "reconciled_at"
+            if conn.execute(sa.select(t.ledger_info.c.key).where(where)).first() is None:
+                conn.execute(t.ledger_info.insert().values(key="reconciled_at", value=stamp, created_at=now))
+            else:
+                conn.execute(t.ledger_info.update().where(where).values(value=stamp))
 
     def positions_table(self) -> pd.DataFrame:
         """The booked positions as they stand (for reconciling them with the replayed fills)."""
@@ -201,6 +342,13 @@ class TradingLedger(dg.ConfigurableResource):
 
     def mark_submitted(self, identifier: str, exchange_uuid: str | None) -> None:
         self._transition(identifier, (t.PENDING, t.SUBMITTED), status=t.SUBMITTED, exchange_uuid=exchange_uuid)
+
+    def reopen(self, identifier: str, exchange_uuid: str | None, why: str) -> None:
+        """A rejected or failed order the exchange turns out to have executed: back to
+        `submitted`, so its fill can be booked; the earlier verdict stays in the message."""
+        self._transition(
+            identifier, (t.REJECTED, t.FAILED), status=t.SUBMITTED, exchange_uuid=exchange_uuid, error_message=why
+        )
 
     def close_order(self, identifier: str, status: str, error_name: str | None, error_message: str) -> None:
         """End an unresolved order without a fill: rejected, failed or skipped, with the reason."""

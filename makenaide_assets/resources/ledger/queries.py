@@ -39,9 +39,17 @@ def frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
+# Reconciliation adjustments found while running partition D (DESIGN §8): the account D's signals
+# are sized on, so `signals(D)` sees them although it does not see D's own orders.
+ADJUSTMENT_KINDS = ("adjustment", "unexplained")
+
+
 def _cash_visible(cut: CutOff | None) -> sa.ColumnElement[bool]:
     column = t.cash_events.c.partition_key
-    return sa.true() if cut is None else sa.or_(column.is_(None), cut.admits(column))
+    if cut is None:
+        return sa.true()
+    adjustment = sa.and_(t.cash_events.c.kind.in_(ADJUSTMENT_KINDS), column <= cut.partition_key)
+    return sa.or_(column.is_(None), cut.admits(column), adjustment)
 
 
 def cash_krw(conn: sa.Connection, cut: CutOff | None) -> float:
@@ -124,3 +132,32 @@ def plan(conn: sa.Connection, partition_key: str) -> list[str] | None:
     query = sa.select(t.trading_plans.c.identifiers).where(t.trading_plans.c.partition_key == partition_key)
     found = conn.execute(query).scalar()
     return None if found is None else [i for i in str(found).split("\n") if i]
+
+
+def holdings_outside(conn: sa.Connection) -> dict[str, float]:
+    """Coins the account holds beyond Makenaide's positions (reconciliation's holding events)."""
+    query = sa.select(t.holding_events.c.currency, sa.func.sum(t.holding_events.c.volume)).group_by(
+        t.holding_events.c.currency
+    )
+    return {str(currency): float(volume) for currency, volume in conn.execute(query)}
+
+
+def adjustments(conn: sa.Connection, partition_key: str) -> pd.DataFrame:
+    """The partition's reconciliation adjustments, cash and coins, with their reasons."""
+    cash = sa.select(
+        t.cash_events.c.event_key,
+        sa.literal("KRW").label("currency"),
+        t.cash_events.c.amount_krw.label("amount"),
+        (t.cash_events.c.kind == "adjustment").label("explained"),
+        t.cash_events.c.reason,
+    ).where(t.cash_events.c.kind.in_(ADJUSTMENT_KINDS), t.cash_events.c.partition_key == partition_key)
+    coins = sa.select(
+        t.holding_events.c.event_key,
+        t.holding_events.c.currency,
+        t.holding_events.c.volume.label("amount"),
+        t.holding_events.c.explained,
+        t.holding_events.c.reason,
+    ).where(t.holding_events.c.partition_key == partition_key)
+    found = frame(conn, sa.union_all(cash, coins))
+    found["explained"] = found["explained"].astype(bool)
+    return found
