@@ -105,6 +105,15 @@ class ReplayAnswers:
         rows = series.json[max(0, stop - asked) : stop]
         return "[" + ",".join(reversed(rows)) + "]"
 
+    def recorded(self, market: str, interval: Interval) -> pd.DataFrame:
+        """Every recorded candle of `market` and `interval`, ascending, whatever `now`: the local
+        exchange fills at these prices and decides itself which of them the clock has reached."""
+        return self._get(market, interval).frame
+
+    def is_listed(self, market: str) -> bool:
+        """Whether `market` is in the recording and had its first candle before `now`."""
+        return market in self._listing and self._listed(market)
+
     def ticker(self, markets: list[str]) -> list[dict[str, Any]]:
         if not markets or not all(markets):
             raise AnswerError(400, "markets is required: comma-separated market codes")
