@@ -62,3 +62,8 @@ def sql_url(url: str) -> str:
 
 def replay_dir() -> str:
     return os.environ.get("MAKENAIDE_REPLAY_DIR") or str(SAMPLE_REPLAY_DIR)
+
+
+def upbit_api_url() -> str:
+    """Upbit's API, or the local exchange a rehearsal runs against (makenaide_assets.testing)."""
+    return os.environ.get("MAKENAIDE_UPBIT_API_URL") or "https://api.upbit.com"

@@ -17,10 +17,13 @@ from pydantic import Field
 
 from makenaide_assets.market.metadata import check_result, check_spec
 from makenaide_assets.partitions import daily
+from makenaide_assets.resources.broker import Broker
 from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifiers_for_signals, market_of
 from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import STOP_LOSS_PCT, TAKE_PROFIT_PCT, TRAIL_ATR_MULTIPLE, TRAIL_PCT, ExitParams
+from makenaide_assets.strategy.limits import Refusal, buys_halted, without_buys
 from makenaide_assets.strategy.orders import (
     ADD_SIZE_RATIO,
     ADD_STEP_PCT,
@@ -144,8 +147,14 @@ MATCHES_TRADED_PLAN = check_spec(
     "A partition already traded gets the same orders again; different ones (new parameters, say) are a conflict",
     blocking=True,
 )
+ACCOUNT_RECONCILED = check_spec(
+    "signals",
+    "signals_account_reconciled",
+    "Live: the ledger equals the Upbit account, every difference explained (else no buy today; sells still go)",
+)
 SIGNAL_CHECKS = [
     WITHIN_CASH, MIN_ORDER, ONE_ORDER_PER_MARKET, KELLY_WITHIN_CAP, SELECTOR_HONOURED, MATCHES_TRADED_PLAN,
+    ACCOUNT_RECONCILED,
 ]  # fmt: skip
 
 
@@ -161,6 +170,8 @@ def signals(
     context: dg.AssetExecutionContext,
     config: SignalsConfig,
     ledger: TradingLedger,
+    broker: Broker,
+    notifier: Notifier,
     market_data: MarketData,
     candidates: pd.DataFrame,
     gpt_verdicts: pd.DataFrame,
@@ -174,6 +185,11 @@ def signals(
     kelly, params = decision.inputs, config.plan_params()
     if decision.max_fraction is not None:
         params = replace(params, max_position_fraction=min(params.max_position_fraction, decision.max_fraction))
+    # Live: the account is the truth, reconciled before sizing (paper: nothing to do). Only for the
+    # day that just closed; adjustments found for D are part of the cash D is sized on.
+    adjustments = broker.reconcile(context.partition_key, context.log)
+    for notice in broker.notices:
+        notifier.send(f"Makenaide {context.partition_key}: {notice}")
     # The ledger as D's close left it: the partitions before D, never what was booked since, so a
     # re-run of an old day plans what that day planned (DESIGN §8).
     as_of = CutOff(context.partition_key)
@@ -191,6 +207,15 @@ def signals(
         params=params,
     )
     orders, rejected = apply_decision(plan.orders, plan.rejected, decision)
+    limits, _ = broker.limits.resolve()
+    unexplained = [a for a in adjustments if not a.explained]
+    halt = buys_halted(limits, plan.equity_krw, ledger.equity_history(as_of)["equity_krw"].astype(float).tolist())
+    if halt is None and unexplained:
+        halt = Refusal("account_unreconciled", "; ".join(a.reason for a in unexplained))
+    if halt is not None:
+        # Exits are never held back: a falling book, a halt or a strange account must still sell.
+        orders, rejected = without_buys(orders, rejected, halt)
+        context.log.warning(f"no new buys on {context.partition_key}: {halt.name}: {halt.reason}")
     counts = orders["side"].value_counts()
     context.log.info(f"{len(orders)} signals, {len(rejected)} rejected, regime {plan.regime}; {decision.reason}")
     return dg.MaterializeResult(
@@ -205,7 +230,11 @@ def signals(
             "equity_krw": dg.MetadataValue.float(plan.equity_krw),
             "exposure_krw": dg.MetadataValue.float(plan.exposure_krw),
             "regime": dg.MetadataValue.text(plan.regime),
-            "allow_new_buys": dg.MetadataValue.bool(plan.allow_new_buys),
+            "allow_new_buys": dg.MetadataValue.bool(plan.allow_new_buys and halt is None),
+            "buys_halted": dg.MetadataValue.text("no" if halt is None else f"{halt.name}: {halt.reason}"),
+            "account_adjustments": dg.MetadataValue.md(
+                _markdown(pd.DataFrame([a.__dict__ for a in adjustments]), "none (paper, or the account matched)")
+            ),
             "kelly": dg.MetadataValue.json(
                 {"win_rate": kelly.win_rate, "payoff_ratio": kelly.payoff_ratio, "source": kelly.source}
                 | {"action": decision.action, "reason": decision.reason, "max_fraction": decision.max_fraction}
@@ -217,6 +246,12 @@ def signals(
         check_results=[
             *signal_checks(orders, cash, config, decision),
             traded_plan_check(orders, context.partition_key, ledger.plan(context.partition_key)),
+            check_result(
+                ACCOUNT_RECONCILED,
+                sorted({a.currency for a in unexplained}),
+                adjustments=dg.MetadataValue.int(len(adjustments)),
+                unexplained=dg.MetadataValue.int(len(unexplained)),
+            ),
         ],
     )
 

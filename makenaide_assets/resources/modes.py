@@ -1,5 +1,6 @@
 """The one place where MAKENAIDE_MODE picks resources (DESIGN §4)."""
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -13,6 +14,7 @@ from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.resources.thresholds import UniverseThresholds
+from makenaide_assets.resources.trading_limits import LIVE_LIMITS
 
 # The recorded sample holds at most 13 monthly candles, so the seeds' 14 would reject every
 # market; 6 keeps the rule visible (late listings still fail it). Paper and live keep 14.
@@ -27,10 +29,18 @@ def _analyst(mode: settings.Mode, has_openai_key: bool) -> Analyst:
     return OpenAIAnalyst()
 
 
+def _ledger_url(mode: settings.Mode) -> str | dg.EnvVar:
+    """The ledger's URL as the UI may show it: MAKENAIDE_LEDGER_URL by name when set (a PostgreSQL
+    URL carries its password), else this mode's own SQLite file (a path, no secret)."""
+    if os.environ.get("MAKENAIDE_LEDGER_URL"):
+        return dg.EnvVar("MAKENAIDE_LEDGER_URL")
+    return settings.ledger_url(mode)
+
+
 def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any]:
     # One ledger and one market data object, given to the assets and nested in the broker, so the
     # broker books into the ledger the assets read and fills at the prices they see.
-    ledger = TradingLedger()  # MAKENAIDE_LEDGER_URL read at use: its password never reaches the UI
+    ledger = TradingLedger(url=_ledger_url(mode), mode=mode)
     common: dict[str, Any] = {
         "io_manager": ParquetIOManager(base_path=settings.storage_root()),
         "ledger": ledger,
@@ -53,7 +63,7 @@ def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any
 
     # Candles kept under MAKENAIDE_VAR: a daily run then asks Upbit only for what closed since the last
     # one (about one request per market, benchmarks/daily_fetch.py), not 400 days of every market.
-    market_data = UpbitMarketData(store_dir=str(settings.var_dir() / "candles"))
+    market_data = UpbitMarketData(base_url=settings.upbit_api_url(), store_dir=str(settings.var_dir() / "candles"))
     live_data = {"market_data": market_data, "universe_thresholds": UniverseThresholds()}
     if mode == "paper":
         return {**common, **live_data, "broker": PaperBroker(ledger=ledger, market_data=market_data)}
@@ -62,6 +72,8 @@ def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any
         **live_data,
         "broker": UpbitBroker(
             ledger=ledger,
+            limits=LIVE_LIMITS,
+            base_url=settings.upbit_api_url(),
             access_key=dg.EnvVar("UPBIT_ACCESS_KEY"),
             secret_key=dg.EnvVar("UPBIT_SECRET_KEY"),
             live_confirm=dg.EnvVar("MAKENAIDE_LIVE_CONFIRM"),

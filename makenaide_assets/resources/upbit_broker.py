@@ -227,12 +227,16 @@ class UpbitBroker(Broker):
 
     def _before_orders(self, partition_key: str, log: Log) -> None:
         self._recheck_refused(partition_key, log)
-        unexplained = [a for a in self.reconcile(partition_key, log) if not a.explained]
+        unexplained = [a for a in self._reconcile(partition_key, log) if not a.explained]
         if unexplained and self._buys_refused is None:
             what = "; ".join(a.reason for a in unexplained)
             self._buys_refused = Refusal("account_unreconciled", f"no new buy today: {what}")
 
     def reconcile(self, partition_key: str, log: Log) -> list[Adjustment]:
+        self._notices = []
+        return self._reconcile(partition_key, log)
+
+    def _reconcile(self, partition_key: str, log: Log) -> list[Adjustment]:
         """Make the ledger equal the account (DESIGN §8) and return every adjustment booked for
         the partition so far. Only for the partition that just closed: a re-run of an old day
         reads no account, whose balances are today's, not that day's."""
@@ -275,7 +279,8 @@ class UpbitBroker(Broker):
         orders without one of our identifiers, KRW deposits and withdrawals."""
         # From the instant the last reconciliation read the account: what happened before it was
         # in that snapshot (booked then), what happened after it was not.
-        start = since.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        # "Z", not "+00:00": a raw "+" in a query string reads as a space, and the hash would differ.
+        start = since.strftime("%Y-%m-%dT%H:%M:%SZ")
         events = []
         for order in self._client().get("/v1/orders/closed", {"start_time": start, "limit": 1000}):
             identifier = order.get("identifier")

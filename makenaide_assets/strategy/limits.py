@@ -12,6 +12,8 @@ Pure and without Dagster: `signals` applies the book's limits, every broker the 
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 HALT_BUYS, HALT_ALL = "buys", "all"
 HALTS = ("", HALT_BUYS, HALT_ALL)
 
@@ -111,3 +113,10 @@ def outside_band(limits: Limits, signal_price: float | None, quote: float | None
             f"the band is {limits.price_band_pct:g} %",
         )
     return None
+
+
+def without_buys(orders: pd.DataFrame, rejected: pd.DataFrame, refusal: Refusal) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The day's orders with every buy and add moved to the rejected list, with the reason; sells stay."""
+    entries = orders["side"].isin(["buy", "add"])
+    held = orders.loc[entries, ["market", "side"]].assign(reason=f"{refusal.name}: {refusal.reason}")
+    return orders[~entries].reset_index(drop=True), pd.concat([rejected, held], ignore_index=True)

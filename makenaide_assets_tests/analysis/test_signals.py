@@ -26,9 +26,11 @@ from makenaide_assets.analysis.signals import (
 )
 from makenaide_assets.analysis.strategy_stats import stats_frame
 from makenaide_assets.partitions import daily
+from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
 
 DAY, ENTRY_DAY = "2023-10-24", "2023-10-10"
@@ -145,6 +147,8 @@ def run(assets: list, ledger: TradingLedger, tmp_path: Path, **kwargs: object) -
             "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
             "ledger": ledger,
             "market_data": ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR)),
+            "broker": PaperBroker(ledger=ledger, market_data=ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR))),
+            "notifier": Notifier(),
         },
         partition_key=DAY,
         **kwargs,
@@ -157,7 +161,9 @@ def test_signals_sells_the_loser_adds_to_the_winner_buys_the_candidate(ledger: T
     result = run([*stand_ins, signals], ledger, tmp_path)
     assert result.success
     evaluations = {e.check_name: (e.passed, e.blocking) for e in result.get_asset_check_evaluations()}
-    assert evaluations == {spec.name: (True, True) for spec in SIGNAL_CHECKS}
+    assert evaluations == {spec.name: (True, spec.blocking) for spec in SIGNAL_CHECKS}
+    # Money checks block; the account check does not: its failure stops buys, never sells.
+    assert [spec.name for spec in SIGNAL_CHECKS if not spec.blocking] == ["signals_account_reconciled"]
 
     orders = result.asset_value("signals").set_index("market")
     assert orders["side"].to_dict() == {"KRW-STORJ": "sell", "KRW-ETH": "add", "KRW-BTC": "buy"}

@@ -16,9 +16,11 @@ from makenaide_assets.analysis import signals as signals_module
 from makenaide_assets.analysis import strategy_stats as stats_module
 from makenaide_assets.analysis.signals import signals
 from makenaide_assets.analysis.strategy_stats import matches_ledger, stats_frame, strategy_stats
+from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
 from makenaide_assets.strategy.stats import in_window
 from makenaide_assets_tests.analysis.test_signals import DAY, stand_in, upstream
@@ -49,6 +51,8 @@ def materialise(
         "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
         "ledger": ledger,
         "market_data": ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR)),
+        "broker": PaperBroker(ledger=ledger, market_data=ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR))),
+        "notifier": Notifier(),
     }
     return dg.materialize(assets, resources=resources, partition_key=day, **kw)
 
