@@ -77,7 +77,9 @@ class AnalystAnswer:
 VERDICT_DTYPES: dict[str, str] = {
     "market": "object",
     "verdict": "object",
-    "confidence": "Int64",
+    # float64, NaN on an error row: readers do float(confidence), which pandas' NA (an Int64
+    # column's missing value) refuses, and `signals` must plan the exits whatever a row holds.
+    "confidence": "float64",
     "pattern": "object",
     "stage": "Int64",
     "reasoning": "object",

@@ -13,6 +13,7 @@ from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst, OpenAIAnalyst, RulesAnalyst
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.modes import resources_for
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.indicators import indicator_snapshot
@@ -119,6 +120,7 @@ def test_rules_verdict_per_passed_candidate_and_checks_pass(
     assert metadata["row_count"] == 2
     assert metadata["sources"] == {"openai": 0, "cache": 0, "rules": 2, "error": 0}
     assert metadata["budget_left_usd"] == "n/a (free analyst)"
+    assert (metadata["errors"], metadata["error_reasons"]) == (0, "_none_")
     assert "KRW-ETH" in metadata["preview"]
     assert {name: e.passed for name, e in check_results(result).items()} == dict.fromkeys(CHECKS, True)
 
@@ -156,6 +158,76 @@ def test_openai_run_then_rerun_makes_no_call_and_leaks_no_key(
     assert SECRET.encode() not in stored
 
 
+class Broken(Analyst):
+    """An analyst with a bug: whatever it raises must not cost the day its exits."""
+
+    def describe(self) -> str:
+        return "broken test analyst"
+
+    def analyse(self, request: VerdictRequest) -> AnalystAnswer:
+        raise ZeroDivisionError("division by zero")
+
+
+def failing_analyst(case: str, replay: OpenAIReplay, monkeypatch: pytest.MonkeyPatch) -> Analyst:
+    """The analyst of each failure, configured as a user would; OpenAI's answers are recorded ones."""
+    if case == "missing key":  # paper/live as modes builds them, OPENAI_API_KEY unset (conftest)
+        analyst = resources_for("paper", has_openai_key=False)["analyst"]
+        assert isinstance(analyst, OpenAIAnalyst)
+        return analyst
+    if case == "analyst bug":
+        return Broken()
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    settings: dict = {"api_key": dg.EnvVar("OPENAI_API_KEY"), "base_url": replay.base_url, "max_retries": 1}
+    if case == "revoked key":
+        replay.queue(recorded("invalid_api_key_401.json"))
+    elif case == "outage":
+        replay.queue(*[recorded("server_error_503.json")] * 4)
+    elif case == "budget spent":
+        settings["daily_budget_usd"] = 0.0
+    return OpenAIAnalyst(**settings)
+
+
+FAILURES = {
+    "missing key": "no OpenAI API key: OPENAI_API_KEY is not set",
+    "revoked key": "OpenAI refused the API key (HTTP 401, invalid_api_key): check OPENAI_API_KEY",
+    "outage": "HTTP 503 after 1 retries: The server is overloaded or not ready yet.",
+    "budget spent": "daily budget spent",
+    "analyst bug": "analyst failed: ZeroDivisionError: division by zero",
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_any_analyst_failure_is_error_rows_and_the_asset_still_materialises(
+    case: str, tmp_path: Path, upstream: dict, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with OpenAIReplay() as replay:
+        result = materialize(tmp_path, upstream, failing_analyst(case, replay, monkeypatch))
+    assert result.success
+    reason = FAILURES[case]
+    frame, metadata = output(result)
+    assert frame["market"].tolist() == ["KRW-ETH", "KRW-BTC"]
+    assert set(frame["source"]) == {"error"} and frame["verdict"].isna().all()
+    if case == "outage":  # the second candidate failed too; nobody waits for a third
+        assert frame["error"].tolist() == [reason, reason] and replay.calls == 4
+    else:
+        assert frame["error"].tolist() == [reason, reason]
+        assert replay.calls == (1 if case == "revoked key" else 0)
+    assert metadata["errors"] == 2
+    assert metadata["verdicts"]["none (error)"] == 2
+    assert re.search(rf"\| {re.escape(reason)} +\| +2 \| KRW-ETH, KRW-BTC", metadata["error_reasons"])
+    checks = check_results(result)
+    assert checks["gpt_verdicts_schema_valid"].passed and checks["gpt_verdicts_one_per_candidate"].passed
+    errors = checks["gpt_verdicts_errors"]
+    assert not errors.passed and errors.severity == dg.AssetCheckSeverity.WARN
+    assert errors.metadata["markets"].value == "KRW-BTC, KRW-ETH"
+    assert reason in errors.metadata["errors"].value
+    stored = pd.read_parquet(tmp_path / "storage" / "gpt_verdicts" / f"{DAY}.parquet")
+    assert stored["error"].tolist() == frame["error"].tolist()
+    captured = capfd.readouterr()
+    assert SECRET not in " ".join(str(e) for e in result.all_events) + captured.out + captured.err
+
+
 def test_missing_inputs_are_error_rows_with_a_warning(tmp_path: Path, upstream: dict) -> None:
     inputs = {**upstream, "daily_indicators": upstream["daily_indicators"].query("market != 'KRW-BTC'")}
     result = materialize(tmp_path, inputs, RulesAnalyst())
@@ -164,6 +236,8 @@ def test_missing_inputs_are_error_rows_with_a_warning(tmp_path: Path, upstream: 
     assert (btc["source"], btc["error"]) == ("error", "no daily_indicators row for KRW-BTC")
     assert pd.isna(btc["verdict"]) and pd.isna(btc["confidence"])
     assert metadata["verdicts"]["none (error)"] == 1
+    assert metadata["errors"] == 1
+    assert re.search(r"\| no daily_indicators row for KRW-BTC +\| +1 \| KRW-BTC", metadata["error_reasons"])
     checks = check_results(result)
     assert checks["gpt_verdicts_one_per_candidate"].passed and checks["gpt_verdicts_schema_valid"].passed
     errors = checks["gpt_verdicts_errors"]
