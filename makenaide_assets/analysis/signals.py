@@ -187,7 +187,8 @@ def signals(
         params = replace(params, max_position_fraction=min(params.max_position_fraction, decision.max_fraction))
     # Live: the account is the truth, reconciled before sizing (paper: nothing to do). Only for the
     # day that just closed; adjustments found for D are part of the cash D is sized on.
-    adjustments = broker.reconcile(context.partition_key, context.log)
+    reconciliation = broker.reconcile(context.partition_key, context.log)
+    adjustments = reconciliation.adjustments
     for notice in broker.notices:
         notifier.send(f"Makenaide {context.partition_key}: {notice}")
     # The ledger as D's close left it: the partitions before D, never what was booked since, so a
@@ -210,8 +211,8 @@ def signals(
     limits, _ = broker.limits.resolve()
     unexplained = [a for a in adjustments if not a.explained]
     halt = buys_halted(limits, plan.equity_krw, ledger.equity_history(as_of)["equity_krw"].astype(float).tolist())
-    if halt is None and unexplained:
-        halt = Refusal("account_unreconciled", "; ".join(a.reason for a in unexplained))
+    if halt is None and reconciliation.buys_held:
+        halt = Refusal("account_unreconciled", reconciliation.buys_held)
     if halt is not None:
         # Exits are never held back: a falling book, a halt or a strange account must still sell.
         orders, rejected = without_buys(orders, rejected, halt)
@@ -249,8 +250,10 @@ def signals(
             check_result(
                 ACCOUNT_RECONCILED,
                 sorted({a.currency for a in unexplained}),
+                passed=reconciliation.buys_held is None,
                 adjustments=dg.MetadataValue.int(len(adjustments)),
                 unexplained=dg.MetadataValue.int(len(unexplained)),
+                buys_held=reconciliation.buys_held or "no",
             ),
         ],
     )

@@ -45,7 +45,7 @@ from makenaide_assets.resources.trading_limits import TradingLimits
 from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.limits import Limits, Refusal, cap_buy, outside_band, sells_halted
-from makenaide_assets.strategy.reconcile import Adjustment
+from makenaide_assets.strategy.reconcile import Reconciliation
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 
 # Paper fills trade this much worse than the first price after the close, always against us.
@@ -244,11 +244,11 @@ class Broker(dg.ConfigurableResource, ABC):
     def _before_orders(self, partition_key: str, log: Log) -> None:
         """After outstanding orders are resolved and before the day's are planned."""
 
-    def reconcile(self, partition_key: str, log: Log) -> list[Adjustment]:
+    def reconcile(self, partition_key: str, log: Log) -> Reconciliation:
         """Make the ledger equal the exchange account; nothing to do where the ledger is the
-        exchange (paper). Returns the partition's adjustments; `notices` says what was found."""
+        exchange (paper). `notices` says what was found."""
         self._notices = []
-        return []
+        return Reconciliation()
 
     def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
         return plan

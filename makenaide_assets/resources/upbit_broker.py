@@ -40,7 +40,14 @@ from makenaide_assets.resources.upbit_retry import (
 from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close, utc_now_naive
 from makenaide_assets.strategy.limits import Refusal
-from makenaide_assets.strategy.reconcile import Adjustment, ExchangeEvent, manual_order, reconcile, transfer
+from makenaide_assets.strategy.reconcile import (
+    Adjustment,
+    ExchangeEvent,
+    Reconciliation,
+    manual_order,
+    reconcile,
+    transfer,
+)
 from makenaide_assets.strategy.ticks import FEE_RATE, api_number, round_volume
 
 FINAL_STATES = ("done", "cancel")
@@ -227,31 +234,37 @@ class UpbitBroker(Broker):
 
     def _before_orders(self, partition_key: str, log: Log) -> None:
         self._recheck_refused(partition_key, log)
-        unexplained = [a for a in self._reconcile(partition_key, log) if not a.explained]
-        if unexplained and self._buys_refused is None:
-            what = "; ".join(a.reason for a in unexplained)
-            self._buys_refused = Refusal("account_unreconciled", f"no new buy today: {what}")
+        found = self._reconcile(partition_key, log)
+        if found.buys_held and self._buys_refused is None:
+            self._buys_refused = Refusal("account_unreconciled", f"no new buy today: {found.buys_held}")
 
-    def reconcile(self, partition_key: str, log: Log) -> list[Adjustment]:
+    def reconcile(self, partition_key: str, log: Log) -> Reconciliation:
         self._notices = []
         return self._reconcile(partition_key, log)
 
-    def _reconcile(self, partition_key: str, log: Log) -> list[Adjustment]:
-        """Make the ledger equal the account (DESIGN §8) and return every adjustment booked for
-        the partition so far. Only for the partition that just closed: a re-run of an old day
-        reads no account, whose balances are today's, not that day's."""
+    def _reconcile(self, partition_key: str, log: Log) -> Reconciliation:
+        """Make the ledger equal the account (DESIGN §8); every adjustment booked for the partition
+        so far, and why buys are held, if they are. Only for the partition that just closed: a
+        re-run of an old day reads no account, whose balances are today's, not that day's."""
         if not self.reconcile_account or self._age_hours(partition_key) > self.max_signal_age_hours:
-            return []
+            return Reconciliation()
         if self.ledger.unresolved_orders():
             # Their effect is in the account but not yet in the ledger: a difference now would be
-            # booked as unexplained. They are resolved first; until then nothing new is bought.
-            log.warning("reconciliation waits: orders with an unknown outcome are still open")
-            return []
+            # booked as unexplained. Nothing new is bought until they are resolved.
+            held = "orders with an unknown outcome are still open, so the account cannot be reconciled"
+            self._notify(log, f"reconciliation waits: {held}")
+            return Reconciliation(buys_held=held)
         now = pd.Timestamp(utc_now_naive())
-        accounts = self._client().get("/v1/accounts", {})
+        try:
+            accounts = self._client().get("/v1/accounts", {})
+            since = self.ledger.reconciled_at()
+            events = [] if since is None else self._exchange_events(since)
+        except (UpbitApiError, UpbitUnavailable) as exc:
+            # Never fails the run: sells must still go out. Buys wait for an account we can read.
+            held = f"the account could not be read ({exc})"
+            self._notify(log, f"reconciliation failed: {held}")
+            return Reconciliation(buys_held=held)
         account = {str(a["currency"]): float(a["balance"]) + float(a["locked"]) for a in accounts}
-        since = self.ledger.reconciled_at()
-        events = [] if since is None else self._exchange_events(since)
         adjustments = reconcile(
             account,
             self.ledger.balances(),
@@ -268,11 +281,12 @@ class UpbitBroker(Broker):
                 self._notices.append(f"reconciliation: {text}")
             else:
                 self._notify(log, f"reconciliation found a difference it cannot explain: {text}")
-        found = self.ledger.adjustments(partition_key)
-        return [
+        found = tuple(
             Adjustment(str(r.event_key), str(r.currency), float(r.amount), str(r.reason), bool(r.explained))
-            for r in found.itertuples()
-        ]
+            for r in self.ledger.adjustments(partition_key).itertuples()
+        )
+        unexplained = "; ".join(a.reason for a in found if not a.explained)
+        return Reconciliation(found, buys_held=unexplained or None)
 
     def _exchange_events(self, since: pd.Timestamp) -> list[ExchangeEvent]:
         """What the exchange did to the account since the last reconciliation without Makenaide:

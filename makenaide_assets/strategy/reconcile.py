@@ -37,6 +37,15 @@ class Adjustment:
     explained: bool
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What reconciling found for a partition: the adjustments booked, and why no buy may go out
+    (an unexplained difference, or an account that could not be reconciled at all), if so."""
+
+    adjustments: tuple[Adjustment, ...] = ()
+    buys_held: str | None = None
+
+
 def currency_of(market: str) -> str:
     """KRW-BTC -> BTC."""
     return market.split("-", 1)[1]
