@@ -245,9 +245,16 @@ class Broker(dg.ConfigurableResource, ABC):
         """After outstanding orders are resolved and before the day's are planned."""
 
     def reconcile(self, partition_key: str, log: Log) -> Reconciliation:
-        """Make the ledger equal the exchange account; nothing to do where the ledger is the
-        exchange (paper). `notices` says what was found."""
+        """Before `signals` plans (DESIGN §8): every unresolved order of any partition resolved,
+        then the ledger made equal to the exchange account. `notices` says what was found."""
+        self._start(log)
         self._notices = []
+        with self.ledger.writer(f"signals of {partition_key} through {self.describe()}"):
+            self._resolve_outstanding(log)
+            return self._reconcile(partition_key, log)
+
+    def _reconcile(self, partition_key: str, log: Log) -> Reconciliation:
+        """Nothing to reconcile where the ledger is the exchange (paper)."""
         return Reconciliation()
 
     def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:

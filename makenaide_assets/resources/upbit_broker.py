@@ -238,10 +238,6 @@ class UpbitBroker(Broker):
         if found.buys_held and self._buys_refused is None:
             self._buys_refused = Refusal("account_unreconciled", f"no new buy today: {found.buys_held}")
 
-    def reconcile(self, partition_key: str, log: Log) -> Reconciliation:
-        self._notices = []
-        return self._reconcile(partition_key, log)
-
     def _reconcile(self, partition_key: str, log: Log) -> Reconciliation:
         """Make the ledger equal the account (DESIGN §8); every adjustment booked for the partition
         so far, and why buys are held, if they are. Only for the partition that just closed: a

@@ -167,6 +167,10 @@ class TradingLedger(dg.ConfigurableResource):
         """One row per order of the partition (done ones with their fill; others with the reason)."""
         return self._read(queries.orders_of_partition, partition_key)
 
+    def all_orders(self) -> pd.DataFrame:
+        """Every order of every partition, as `fills_for_partition` shows them (operator tools)."""
+        return self._read(queries.orders_of_partition, None)
+
     def unresolved_orders(self) -> list[dict[str, Any]]:
         """Every order of any partition whose outcome at the exchange is not booked yet, oldest first."""
         return self._orders_where(t.orders.c.status.in_(t.UNRESOLVED))

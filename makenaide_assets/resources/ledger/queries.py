@@ -91,8 +91,9 @@ def equity_history(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
     return frame(conn, query)
 
 
-def orders_of_partition(conn: sa.Connection, partition_key: str) -> pd.DataFrame:
-    """One row per order of the partition (done ones with their fill; others with the reason)."""
+def orders_of_partition(conn: sa.Connection, partition_key: str | None) -> pd.DataFrame:
+    """One row per order of the partition, or of every partition for None (done ones with their
+    fill; others with the reason)."""
     o, f = t.orders, t.fills
     query = (
         sa.select(
@@ -115,9 +116,10 @@ def orders_of_partition(conn: sa.Connection, partition_key: str) -> pd.DataFrame
             o.c.volume.label("requested_volume"),
             o.c.broker,
             o.c.exchange_uuid,
+            o.c.partition_key,
         )
         .select_from(o.outerjoin(f, f.c.identifier == o.c.identifier))
-        .where(o.c.partition_key == partition_key)
+        .where(sa.true() if partition_key is None else o.c.partition_key == partition_key)
         .order_by(o.c.id)
     )
     orders = frame(conn, query)
