@@ -69,6 +69,7 @@ def run(argv: list[str] | None = None) -> int:
 def _print_results(instance: dg.DagsterInstance, traded: list[str], failures: list[str], seconds: float) -> None:
     from makenaide_assets import settings
     from makenaide_assets.resources.ledger import TradingLedger
+    from makenaide_assets.sql import shown_url
 
     ledger = TradingLedger(url=settings.ledger_url())
     equity = ledger.equity_history(None)
@@ -78,7 +79,7 @@ def _print_results(instance: dg.DagsterInstance, traded: list[str], failures: li
         print(f"Equity on {last['partition_key']}: {last['equity_krw']:,.0f} KRW (cash {last['cash_krw']:,.0f})")
     print("Results:")
     print(f"  asset values (Parquet, one file per partition): {settings.storage_root()}")
-    print(f"  trading ledger (orders, fills, positions, cash): {settings.ledger_url()}")
+    print(f"  trading ledger (orders, fills, positions, cash): {shown_url(settings.ledger_url())}")
     print(f"  Dagster instance (runs, materialisations, checks): {Path(instance.root_directory).resolve()}")
     print("  browse them: DAGSTER_HOME=$PWD .venv/bin/dagster dev   → http://127.0.0.1:3000")
 

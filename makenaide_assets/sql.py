@@ -36,3 +36,8 @@ def schema_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
         elif conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed or shown: a PostgreSQL password masked."""
+    return sa.make_url(url).render_as_string(hide_password=True)

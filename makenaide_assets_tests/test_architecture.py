@@ -29,7 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "days": set(),
     "backtest": {"strategy", "resources", "partitions", "settings", "market", "trading", "pipeline", "days"},
     "definitions": {"settings", "backtest", "pipeline", "resources"},
-    "demo": {"settings", "days", "definitions", "resources", "partitions"},
+    "demo": {"settings", "days", "definitions", "resources", "partitions", "sql"},
+    # The live rehearsal builds live mode's definitions itself, against the local exchange.
+    "rehearsal": {"strategy", "resources", "testing", "pipeline", "days"},
 }
 
 

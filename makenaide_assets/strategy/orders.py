@@ -296,7 +296,11 @@ def _regime(breadth: pd.DataFrame) -> tuple[str, bool, str]:
 
 def _ranks(candidates: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, dict[str, float]]:
     score = candidates.drop_duplicates("market", keep="last").set_index("market")["score"]
-    conf = verdicts.drop_duplicates("market", keep="last").set_index("market")["confidence"]
+    # Coerced: an error row has no confidence, and values stored as nullable Int64 hold pd.NA,
+    # which float() refuses.
+    conf = pd.to_numeric(
+        verdicts.drop_duplicates("market", keep="last").set_index("market")["confidence"], errors="coerce"
+    ).astype("float64")
     markets = set(score.index) | set(conf.index)
     return {m: {"score": float(score.get(m, math.nan)), "confidence": float(conf.get(m, math.nan))} for m in markets}
 

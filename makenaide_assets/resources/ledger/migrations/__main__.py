@@ -15,10 +15,12 @@ from makenaide_assets.resources.ledger import migrate
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Upgrade the ledger database to the newest schema revision.")
-    parser.add_argument("url", nargs="?", help="SQLAlchemy URL (default: MAKENAIDE_LEDGER_URL, else var/ledger.sqlite)")
+    parser.add_argument(
+        "url", nargs="?", help="SQLAlchemy URL (default: MAKENAIDE_LEDGER_URL, else the mode's file under var/)"
+    )
     url = parser.parse_args(argv).url or settings.ledger_url()
     try:
-        shown = sa.make_url(url).render_as_string(hide_password=True)
+        shown = sql.shown_url(url)
     except sa.exc.ArgumentError:
         # SQLAlchemy's message would quote the URL, password and all.
         parser.error("the URL is not a SQLAlchemy URL (not shown: it may hold a password)")
