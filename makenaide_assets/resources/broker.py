@@ -214,7 +214,11 @@ class Broker(dg.ConfigurableResource, ABC):
             band = outside_band(self._limits, _number(signal.get("price")), self._quote(market, partition_key))
             if band is not None:
                 return Skip(band.name, band.reason)
-            bought = float(done.loc[entered, "krw_value"].sum())
+            # An entry of the day whose outcome is still unknown may have executed (Upbit holds its
+            # KRW): it counts against the daily cap at what it asked for.
+            unknown = done["side"].isin(ENTRY_SIDES) & done["status"].isin(t.UNRESOLVED)
+            unknown &= done["identifier"] != identifier
+            bought = float(done.loc[entered, "krw_value"].sum()) + float(done.loc[unknown, "requested_krw"].sum())
             capped = cap_buy(self._limits, krw, bought, self._buying_power(market, partition_key), FEE_RATE)
             if capped.krw < MIN_ORDER_KRW:
                 name = "insufficient_cash" if capped.binding == "cash" else "over_limit"
