@@ -254,7 +254,10 @@ class UpbitBroker(Broker):
         try:
             accounts = self._client().get("/v1/accounts", {})
             since = self.ledger.reconciled_at()
-            events = [] if since is None else self._exchange_events(since)
+            # The opening lists what the exchange reports from its own instant on, as the next
+            # reconciliation will (`now` becomes `since`): what happened in that second, before
+            # the read, is in the snapshot and must be booked under its key, not counted again.
+            events = self._exchange_events(now if since is None else since)
         except (UpbitApiError, UpbitUnavailable) as exc:
             # Never fails the run: sells must still go out. Buys wait for an account we can read.
             held = f"the account could not be read ({exc})"
