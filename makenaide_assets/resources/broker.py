@@ -99,12 +99,7 @@ class Broker(dg.ConfigurableResource, ABC):
     def execute(self, orders: pd.DataFrame, partition_key: str, log: Log, *, plan: bool = False) -> pd.DataFrame:
         self._start(log)
         self._notices = []
-        self._limits, warning = self.limits.resolve()
-        if warning:
-            self._notify(log, warning)
-        self._buys_refused = (
-            Refusal("operator_halt", f"halt switch: {self._limits.halt}") if self._limits.halt else None
-        )
+        self._read_limits(log)
         with self.ledger.writer(f"trading {partition_key} through {self.describe()}"):
             if plan:
                 # Recorded before the first order: a later run of this partition must plan the same.
@@ -123,6 +118,19 @@ class Broker(dg.ConfigurableResource, ABC):
     def _notify(self, log: Log, message: str) -> None:
         log.error(message)
         self._notices.append(message)
+
+    def _read_limits(self, log: Log) -> None:
+        """The limits and the operator's halt switch as they stand now (read at every run)."""
+        self._limits, warning = self.limits.resolve()
+        if warning:
+            self._notify(log, warning)
+        self._buys_refused = (
+            Refusal("operator_halt", f"halt switch: {self._limits.halt}") if self._limits.halt else None
+        )
+
+    def _halted(self, side: str) -> Refusal | None:
+        """Why no order of `side` may go out now, if none may (buys: also an unreconciled account)."""
+        return self._buys_refused if side in ENTRY_SIDES else sells_halted(self._limits)
 
     def _resolve_outstanding(self, log: Log) -> dict[str, set[str]]:
         """Resolve every unresolved order, of any partition, before anything new is planned
@@ -253,6 +261,7 @@ class Broker(dg.ConfigurableResource, ABC):
         then the ledger made equal to the exchange account. `notices` says what was found."""
         self._start(log)
         self._notices = []
+        self._read_limits(log)  # an order an earlier run left unsent is sent only if no halt holds it
         with self.ledger.writer(f"signals of {partition_key} through {self.describe()}"):
             self._resolve_outstanding(log)
             return self._reconcile(partition_key, log)

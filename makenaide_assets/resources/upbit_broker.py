@@ -342,11 +342,17 @@ class UpbitBroker(Broker):
         elif order["status"] == t.SUBMITTED:
             raise OrderOutcomeUnknown(f"{identifier}: the ledger saw Upbit accept it, but Upbit cannot find it")
         else:
-            plan = self._adjust(
-                OrderPlan(order["krw_amount"], order["volume"]),
-                order["market"],
-                order["side"],
-                order["partition_key"],
+            # It never reached Upbit: sending it now is a new order, which the halt switch holds back.
+            halted = self._halted(order["side"])
+            plan = (
+                Skip(halted.name, halted.reason)
+                if halted is not None
+                else self._adjust(
+                    OrderPlan(order["krw_amount"], order["volume"]),
+                    order["market"],
+                    order["side"],
+                    order["partition_key"],
+                )
             )
             if isinstance(plan, Skip):
                 self.ledger.close_order(identifier, t.SKIPPED, plan.name, plan.reason)
