@@ -89,22 +89,25 @@ def run_floor(tree: Path, replay: Path, partition: str, out: Path) -> tuple[floa
 
 
 def run_breakdown(state: Path) -> str:
-    """Where the last CLI run's time went, from its own instance: the run, its asset and check steps."""
+    """Where the last CLI run's time went, from its own instance: the run, its asset and check steps,
+    and how many events it stored (each one a commit to the SQLite event log)."""
     import dagster as dg
-
-    from makenaide_assets.jobs import ANALYSIS_ASSETS
 
     instance = dg.DagsterInstance.from_config(str(state))
     run = instance.get_runs(limit=1)[0]
     stats = instance.get_run_stats(run.run_id)
     steps = instance.get_run_step_stats(run.run_id)
-    checks = [s for s in steps if s.step_key not in ANALYSIS_ASSETS]  # check steps: <asset>_<check>
-    assets = [s for s in steps if s.step_key in ANALYSIS_ASSETS]
+    events = len(instance.all_logs(run.run_id))
+    # An asset step materialises one asset or several (market/step.py); a check step none.
+    checks = [s for s in steps if not s.materialization_events]
+    assets = [s for s in steps if s.materialization_events]
+    materialized = sum(len(s.materialization_events) for s in assets)
     total = sum(s.end_time - s.start_time for s in steps)
     in_checks = sum(s.end_time - s.start_time for s in checks)
     return (
-        f"run {stats.end_time - stats.start_time:.1f} s in Dagster ({len(steps)} steps: {len(assets)} assets "
-        f"{total - in_checks:.1f} s, {len(checks)} checks {in_checks:.1f} s)"
+        f"run {stats.end_time - stats.start_time:.1f} s in Dagster, {events} events ({len(steps)} steps: "
+        f"{len(assets)} asset steps ({materialized} assets) {total - in_checks:.1f} s, "
+        f"{len(checks)} check steps {in_checks:.1f} s)"
     )
 
 

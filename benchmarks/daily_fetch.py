@@ -41,8 +41,10 @@ def _defs(url: str, store_dir: Path):  # -> dg.Definitions; Dagster is imported 
     return dg.Definitions(assets=base.assets, asset_checks=base.asset_checks, jobs=base.jobs, resources=resources)
 
 
-def _meta(result, node: str, key: str) -> int:
-    return int(result.asset_materializations_for_node(node)[-1].metadata[key].value)
+def _meta(result, asset: str, key: str) -> int:
+    """A metadata value of `asset`'s last materialisation (by asset: a step may produce several)."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return int(events[-1].materialization.metadata[key].value)
 
 
 def run_day(server: ServerProcess, job, partition: str) -> dict:

@@ -10,15 +10,17 @@ from typing import Any
 
 import dagster as dg
 
-from makenaide_assets.analysis import breadth, candidates, signals, strategy_stats, timing, verdicts
+from makenaide_assets.analysis import breadth_candidates, signals, strategy_stats, timing, verdicts
 from makenaide_assets.jobs import analysis_job, analysis_schedule, trading_job
-from makenaide_assets.market import indicators, tickers, universe
+from makenaide_assets.market import step as market_step
 from makenaide_assets.resources.check_catalog import CheckCatalog
 from makenaide_assets.trading import fills, portfolio, report
 from makenaide_assets.trading.sensors import run_failure_notifier, signals_sensor
 
+# `market_step` holds tickers → daily_indicators and `breadth_candidates` market_breadth and
+# candidates, each a step producing several assets (market/step.py).
 PIPELINE_MODULES = [
-    tickers, universe, indicators, breadth, candidates, verdicts, timing, strategy_stats, signals,
+    market_step, breadth_candidates, verdicts, timing, strategy_stats, signals,
     fills, portfolio, report,
 ]  # fmt: skip
 

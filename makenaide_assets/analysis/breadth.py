@@ -5,7 +5,6 @@ import pandas as pd
 
 from makenaide_assets.market.indicators import BENCHMARK_MARKET
 from makenaide_assets.market.metadata import check_result, check_spec
-from makenaide_assets.partitions import daily
 from makenaide_assets.strategy.breadth import market_breadth as read_thermometer
 from makenaide_assets.strategy.indicators import indicator_snapshot
 
@@ -29,21 +28,26 @@ def btc_row(daily_indicators: pd.DataFrame, daily_candles: pd.DataFrame) -> pd.S
     return indicator_snapshot(btc, btc.drop(columns=["market"]).reset_index(drop=True)).iloc[0]
 
 
-@dg.asset(
-    partitions_def=daily,
+# An output of the `breadth_and_candidates` step (analysis/breadth_candidates.py).
+MARKET_BREADTH = dg.AssetOut(
     group_name="analysis",
     kinds={"pandas"},
-    check_specs=[GROUNDED],
     dagster_type=pd.DataFrame,
+    is_required=False,
+    description="Market thermometer (시장 체온계): share above MA200/MA50, advancers/decliners, BTC trend → regime.",
 )
+CHECKS = [GROUNDED]
+
+
 def market_breadth(
     context: dg.AssetExecutionContext, daily_indicators: pd.DataFrame, daily_candles: pd.DataFrame
 ) -> dg.MaterializeResult:
-    """Market thermometer (시장 체온계): share above MA200/MA50, advancers/decliners, BTC trend → regime."""
+    """The `market_breadth` value for D, its metadata and its check's result."""
     reading = read_thermometer(daily_indicators, btc_row(daily_indicators, daily_candles))
     frame = pd.DataFrame([{"date": context.partition_key, **reading}])
     context.log.info(f"market breadth {context.partition_key}: {reading['reason']}")
     return dg.MaterializeResult(
+        asset_key="market_breadth",
         value=frame,
         metadata={
             "regime": reading["regime"],

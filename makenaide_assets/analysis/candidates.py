@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 
 from makenaide_assets.market.metadata import check_result, check_spec, preview, reasons_table
-from makenaide_assets.partitions import daily
 from makenaide_assets.strategy.rules import FEATURE_INPUTS, RULE_INPUTS, RULES, evaluate_candidates
 
 # Blocking: a candidate is one GPT verdict and one 4h check away from a buy.
@@ -17,17 +16,21 @@ INPUTS_SANE = check_spec(
 )
 
 
-@dg.asset(
-    partitions_def=daily,
+# An output of the `breadth_and_candidates` step (analysis/breadth_candidates.py).
+CANDIDATES = dg.AssetOut(
     group_name="analysis",
     kinds={"pandas"},
-    check_specs=[INPUTS_SANE],
     dagster_type=pd.DataFrame,
+    is_required=False,
+    description="Weinstein stage 2, Minervini trend template and VCP, O'Neil pivot, MA200 breakout, volume surge.",
 )
+CHECKS = [INPUTS_SANE]
+
+
 def candidates(
     context: dg.AssetExecutionContext, daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame
 ) -> dg.MaterializeResult:
-    """Weinstein stage 2, Minervini trend template and VCP, O'Neil pivot, MA200 breakout, volume surge."""
+    """The `candidates` value for D, its metadata and its check's result."""
     universe_candles = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
     frame = evaluate_candidates(universe_candles, daily_indicators)
     passed = frame[frame["passed"]]
@@ -35,6 +38,7 @@ def candidates(
     context.log.info(f"candidates {context.partition_key}: {len(passed)} of {len(frame)} passed")
     rejected = frame[~frame["passed"]]
     return dg.MaterializeResult(
+        asset_key="candidates",
         value=frame,
         metadata={
             "row_count": dg.MetadataValue.int(len(frame)),

@@ -1,7 +1,8 @@
 """`daily_candles` and `daily_indicators`: history as of D's close and its indicator snapshot.
 
-Their checks are computed with the value (in-asset `check_specs`): every one reads only the frame
-just built and the universe the asset was given, so a separate check step would only reload it.
+Their checks are computed with the value (in-asset check specs of the `market` step): every one
+reads only the frame just built and the universe the asset was given, so a separate check step
+would only reload it.
 """
 
 import dagster as dg
@@ -9,7 +10,6 @@ import pandas as pd
 
 from makenaide_assets.market import quality
 from makenaide_assets.market.metadata import check_result, check_spec, frame_metadata
-from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
 from makenaide_assets.strategy.calendar import partition_close
@@ -41,20 +41,32 @@ INDICATORS_NO_NAN = check_spec(
 )
 
 
-@dg.asset(
-    partitions_def=daily,
+# Both are outputs of the `market` step (market/step.py), which calls the functions below.
+DAILY_CANDLES = dg.AssetOut(
     group_name="market",
     kinds={"pandas", "upbit"},
-    check_specs=[CANDLES_OHLC_SANE, CANDLES_UNIQUE, CANDLES_FRESH, CANDLES_VOLUME],
     dagster_type=pd.DataFrame,
+    is_required=False,
+    description="Daily candles closed by D's close for the universe (and KRW-BTC, the relative-strength yardstick).",
 )
+CANDLES_CHECKS = [CANDLES_OHLC_SANE, CANDLES_UNIQUE, CANDLES_FRESH, CANDLES_VOLUME]
+DAILY_INDICATORS = dg.AssetOut(
+    group_name="market",
+    kinds={"pandas"},
+    dagster_type=pd.DataFrame,
+    is_required=False,
+    description=("Indicator snapshot as of D's close: MAs and slopes, RSI14, ATR14, 52-week range, volume, RS vs BTC."),
+)
+INDICATORS_CHECKS = [INDICATORS_NO_NAN]
+
+
 def daily_candles(
     context: dg.AssetExecutionContext,
     market_data: MarketData,
     universe_thresholds: UniverseThresholds,
     universe: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    """Daily candles closed by D's close for the universe (and KRW-BTC, the relative-strength yardstick)."""
+    """The `daily_candles` value for D, its metadata and its checks' results."""
     key = context.partition_key
     as_of = partition_close(key)
     markets = universe.loc[universe["passed"], "market"].tolist()
@@ -72,6 +84,7 @@ def daily_candles(
         date="candle_date_time_utc",
     )
     return dg.MaterializeResult(
+        asset_key="daily_candles",
         value=frame,
         metadata={
             "row_count": dg.MetadataValue.int(len(frame)),
@@ -94,21 +107,15 @@ def _result(spec: dg.AssetCheckSpec, found: quality.Found) -> dg.AssetCheckResul
     return check_result(spec, markets, **details)
 
 
-@dg.asset(
-    partitions_def=daily,
-    group_name="market",
-    kinds={"pandas"},
-    check_specs=[INDICATORS_NO_NAN],
-    dagster_type=pd.DataFrame,
-)
-def daily_indicators(context: dg.AssetExecutionContext, daily_candles: pd.DataFrame) -> dg.MaterializeResult:
-    """Indicator snapshot as of D's close: MAs and slopes, RSI14, ATR14, 52-week range, volume, RS vs BTC."""
+def daily_indicators(daily_candles: pd.DataFrame) -> dg.MaterializeResult:
+    """The `daily_indicators` value for D, its metadata and its check's result."""
     universe_candles = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
     btc = daily_candles[daily_candles["market"] == BENCHMARK_MARKET].drop(columns=["market", "in_universe"])
     frame = indicator_snapshot(universe_candles, btc.reset_index(drop=True))
     short = frame[frame["insufficient_history"] != ""]
     short_table = short[["market", "history_days", "insufficient_history"]]
     return dg.MaterializeResult(
+        asset_key="daily_indicators",
         value=frame,
         metadata=frame_metadata(
             frame,

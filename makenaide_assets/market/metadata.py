@@ -66,6 +66,7 @@ def check_result(
     """The outcome of `spec`: failed when it found markets (unless `passed` says otherwise)."""
     found = found_metadata(markets)
     return dg.AssetCheckResult(
+        asset_key=spec.asset_key,  # named: a step producing several assets cannot guess which
         check_name=spec.name,
         passed=found["count"].value == 0 if passed is None else passed,
         severity=dg.AssetCheckSeverity.ERROR if spec.blocking else dg.AssetCheckSeverity.WARN,
@@ -77,14 +78,14 @@ def previous_partition(context: dg.AssetExecutionContext) -> str:
     return (context.partition_time_window.start - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
-def previous_metadata(context: dg.AssetExecutionContext) -> dict[str, Any] | None:
-    """This asset's metadata as last materialised for the day before D, or None if it never was.
+def previous_metadata(context: dg.AssetExecutionContext, asset: str) -> dict[str, Any] | None:
+    """`asset`'s metadata as last materialised for the day before D, or None if it never was.
 
     Read from the instance, not the IO manager: it works the same on local Parquet and S3, and a
     check comparing D with D-1 needs only the few numbers and names the asset records anyway.
     """
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[previous_partition(context)]), limit=1
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[previous_partition(context)]), limit=1
     ).records
     materialization = records[0].asset_materialization if records else None
     if materialization is None:

@@ -12,7 +12,6 @@ from makenaide_assets.market.metadata import (
     previous_metadata,
     reasons_table,
 )
-from makenaide_assets.partitions import daily
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
@@ -42,19 +41,24 @@ NONE_DISAPPEARED = check_spec(
 )
 
 
-@dg.asset(
-    partitions_def=daily,
+# The asset itself is an output of the `market` step (market/step.py), which calls `tickers`.
+TICKERS = dg.AssetOut(
     group_name="market",
     kinds={"pandas", "upbit"},
-    check_specs=[WELL_FORMED, NONE_DISAPPEARED],
     dagster_type=pd.DataFrame,
+    is_required=False,
+    description="Every Upbit KRW market; blacklisted and CAUTION/WARNING markets kept with `excluded_reason`.",
 )
+CHECKS = [WELL_FORMED, NONE_DISAPPEARED]
+
+
 def tickers(context: dg.AssetExecutionContext, blacklist: Blacklist, market_data: MarketData) -> dg.MaterializeResult:
-    """Every Upbit KRW market; blacklisted and CAUTION/WARNING markets kept with `excluded_reason`."""
+    """The `tickers` value for D, its metadata and its checks' results."""
     markets = market_data.markets(partition_close(context.partition_key))
     frame = mark_exclusions(markets, blacklist.entries())
     excluded = frame[frame["excluded_reason"] != ""]
     return dg.MaterializeResult(
+        asset_key="tickers",
         value=frame,
         metadata=frame_metadata(
             frame,
@@ -64,7 +68,7 @@ def tickers(context: dg.AssetExecutionContext, blacklist: Blacklist, market_data
             market_list=market_list(frame["market"]),
             source=market_data.describe(),
         ),
-        check_results=[well_formed(frame), disappeared(frame, previous_metadata(context))],
+        check_results=[well_formed(frame), disappeared(frame, previous_metadata(context, "tickers"))],
     )
 
 

@@ -12,7 +12,6 @@ from makenaide_assets.market.metadata import (
     previous_metadata,
     reasons_table,
 )
-from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
 from makenaide_assets.strategy.calendar import partition_close
@@ -58,20 +57,24 @@ def screen_universe(
     return out.drop(columns=["excluded_reason"])
 
 
-@dg.asset(
-    partitions_def=daily,
+# An output of the `market` step (market/step.py), which calls `universe` with `tickers`' value.
+UNIVERSE = dg.AssetOut(
     group_name="market",
     kinds={"pandas", "upbit"},
-    check_specs=[STABLE],
     dagster_type=pd.DataFrame,
+    is_required=False,
+    description="Tickers with >= N monthly candles and >= 300M KRW traded in 24h; rejected ones keep the reason.",
 )
+CHECKS = [STABLE]
+
+
 def universe(
     context: dg.AssetExecutionContext,
     market_data: MarketData,
     universe_thresholds: UniverseThresholds,
     tickers: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    """Tickers with >= N monthly candles and >= 300M KRW traded in 24h; rejected ones keep the reason."""
+    """The `universe` value for D, its metadata and its check's result."""
     as_of = partition_close(context.partition_key)
     eligible = tickers.loc[tickers["excluded_reason"] == "", "market"].tolist()
     months = {m: len(market_data.candles(m, "month", as_of, _MONTHS_FETCHED)) for m in eligible}
@@ -81,6 +84,7 @@ def universe(
     traded = float(frame.loc[frame["passed"], "trade_value_krw"].sum())
     context.log.info(f"universe {context.partition_key}: {passed} of {len(frame)} tickers passed")
     return dg.MaterializeResult(
+        asset_key="universe",
         value=frame,
         metadata=frame_metadata(
             frame,
@@ -98,7 +102,7 @@ def universe(
             passed_trade_value_krw=dg.MetadataValue.float(traded),
             source=market_data.describe(),
         ),
-        check_results=[stability(frame, previous_metadata(context))],
+        check_results=[stability(frame, previous_metadata(context, "universe"))],
     )
 
 

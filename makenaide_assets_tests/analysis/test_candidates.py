@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from makenaide_assets.analysis.candidates import candidates
-from makenaide_assets.market import indicators, tickers, universe
+from makenaide_assets.analysis.breadth_candidates import breadth_and_candidates
+from makenaide_assets.market.step import market
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
@@ -35,7 +35,8 @@ class VolumeHistoryLost(ReplayMarketData):
 
 def run(market_data: MarketData, storage: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*dg.load_assets_from_modules([tickers, universe, indicators]), candidates],
+        [market, breadth_and_candidates],
+        selection=["tickers", "universe", "daily_candles", "daily_indicators", "candidates"],
         partition_key=DAY,
         resources={
             "market_data": market_data,
@@ -64,4 +65,4 @@ def test_an_infinite_volume_ratio_fails_the_blocking_check_naming_the_market(sam
     assert [(e.check_name, e.blocking) for e in failed] == [("candidates_inputs_sane", True)]
     assert failed[0].metadata["markets"].value == "KRW-DOGE"
     assert failed[0].metadata["not_finite"].value == "KRW-DOGE: volume_ratio"
-    assert result.get_failed_step_keys() == {"candidates"}  # downstream of candidates never starts
+    assert result.get_failed_step_keys() == {"breadth_and_candidates"}  # downstream of candidates never starts

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.analysis.breadth import market_breadth
+from makenaide_assets.analysis.breadth_candidates import breadth_and_candidates
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData
@@ -29,7 +29,8 @@ def breadth(sample_dir: Path, storage: Path, markets: list[str]) -> dg.ExecuteIn
     btc = candles[candles["market"] == "KRW-BTC"].drop(columns="market").reset_index(drop=True)
     frames = {"daily_candles": candles.assign(in_universe=True), "daily_indicators": indicator_snapshot(candles, btc)}
     return dg.materialize(
-        [*(stand_in(k, f) for k, f in frames.items()), market_breadth],
+        [*(stand_in(k, f) for k, f in frames.items()), breadth_and_candidates],
+        selection=[*frames, "market_breadth"],  # the step's other asset, candidates, is not asked for
         partition_key=DAY,
         resources={"io_manager": ParquetIOManager(base_path=str(storage))},
     )

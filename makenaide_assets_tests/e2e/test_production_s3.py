@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from makenaide_assets.market import indicators, tickers, universe
+from makenaide_assets.market import step
 from makenaide_assets.resources.io_manager import storage_path
 from makenaide_assets.resources.modes import resources_for
 
@@ -24,9 +24,8 @@ MARKET_ASSETS = ["tickers", "universe", "daily_candles", "daily_indicators"]
 
 
 def _materialize_market(partition: str) -> dg.ExecuteInProcessResult:
-    modules = [tickers, universe, indicators]
     return dg.materialize(
-        [*dg.load_assets_from_modules(modules), *dg.load_asset_checks_from_modules(modules)],
+        [*dg.load_assets_from_modules([step]), *dg.load_asset_checks_from_modules([step])],
         resources=resources_for("demo", has_openai_key=False),  # reads MAKENAIDE_STORAGE now
         partition_key=partition,
         raise_on_error=False,
@@ -65,7 +64,8 @@ def test_a_missing_bucket_fails_the_write_instead_of_creating_one(s3_env, monkey
     monkeypatch.setenv("MAKENAIDE_STORAGE", f"s3://{missing}/makenaide")
     with pytest.raises(FileNotFoundError, match="bucket does not exist"):
         dg.materialize(
-            dg.load_assets_from_modules([tickers]),
+            [step.market],
+            selection=["tickers"],
             resources=resources_for("demo", has_openai_key=False),
             partition_key=PARTITION,
         )

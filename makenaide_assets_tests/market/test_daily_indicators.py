@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from makenaide_assets.market import indicators, tickers, universe
 from makenaide_assets.market.quality import (
     duplicated_keys,
     ohlc_violations,
@@ -16,6 +15,7 @@ from makenaide_assets.market.quality import (
     unexplained_nans,
     volume_collapses,
 )
+from makenaide_assets.market.step import market
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
@@ -24,7 +24,7 @@ from makenaide_assets.strategy.candles import Interval
 from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS
 from makenaide_assets_tests.replay_tools import copy_replay, truncate_after
 
-ASSETS = dg.load_assets_from_modules([tickers, universe, indicators])
+ASSETS = [market]  # tickers → universe → daily_candles → daily_indicators, one step
 
 
 class FaultyDailyCandles(ReplayMarketData):
@@ -51,10 +51,16 @@ class FaultyDailyCandles(ReplayMarketData):
 
 
 def run_market(
-    replay: Path, storage: Path, partition: str, raise_on_error: bool = True, market_data: MarketData | None = None
+    replay: Path,
+    storage: Path,
+    partition: str,
+    raise_on_error: bool = True,
+    market_data: MarketData | None = None,
+    selection: list[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         ASSETS,
+        selection=selection,
         partition_key=partition,
         resources={
             "market_data": market_data or ReplayMarketData(replay_dir=str(replay)),
@@ -64,6 +70,10 @@ def run_market(
         },
         raise_on_error=raise_on_error,
     )
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
@@ -87,6 +97,16 @@ def test_snapshot_on_sample_matches_the_recorded_candles(sample_dir: Path, tmp_p
     # KRW-GRT listed 2023-06-01: in the universe by December but without a 52-week range; it
     # is listed as short, not dropped and not filled.
     assert np.isnan(frame.loc["KRW-GRT", "high_52w"]) and "high_52w" in frame.loc["KRW-GRT", "insufficient_history"]
+
+
+def test_one_asset_of_the_step_alone_reads_its_upstream_as_stored(sample_dir: Path, tmp_path: Path) -> None:
+    # What the UI does when a person materialises daily_indicators alone: the step computes only it,
+    # from the daily_candles stored for the day, and runs only its check.
+    full = run_market(sample_dir, tmp_path, "2023-12-20")
+    alone = run_market(sample_dir, tmp_path, "2023-12-20", selection=["daily_indicators"])
+    assert alone.success and materialized(alone) == {"daily_indicators"}
+    assert [e.check_name for e in alone.get_asset_check_evaluations()] == ["daily_indicators_no_unexplained_nan"]
+    pd.testing.assert_frame_equal(alone.asset_value("daily_indicators"), full.asset_value("daily_indicators"))
 
 
 def test_long_recording_works_unchanged(long_dir: Path, tmp_path: Path) -> None:
@@ -122,7 +142,7 @@ def test_high_below_low_fails_blocking_check_and_stops_the_run(sample_dir: Path,
     assert (ohlc.metadata["markets"].value, ohlc.metadata["count"].value) == ("KRW-ETH", 1)
     assert ohlc.metadata["violations"].value.startswith("KRW-ETH 2023-12-10: high < low, high < open/close (O ")
     # Blocking: the indicators were never computed from the bad candle.
-    assert not result.asset_materializations_for_node("daily_indicators")
+    assert "daily_indicators" not in materialized(result)
 
 
 def test_nan_price_in_a_recording_is_a_clear_error(sample_dir: Path, tmp_path: Path) -> None:
@@ -142,7 +162,7 @@ def test_stale_market_fails_freshness_and_blocks(sample_dir: Path, tmp_path: Pat
     fresh = evaluation(result, "daily_candles_fresh")
     assert fresh.blocking and fresh.metadata["markets"].value == "KRW-ETH"
     assert fresh.metadata["stale"].value == "KRW-ETH (last 2023-12-17)"
-    assert not result.asset_materializations_for_node("daily_indicators")
+    assert "daily_indicators" not in materialized(result)
 
 
 def test_a_hole_in_btc_history_is_unexplained_nan_and_blocks(sample_dir: Path, tmp_path: Path) -> None:

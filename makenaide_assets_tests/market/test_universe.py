@@ -8,8 +8,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from makenaide_assets.market.tickers import mark_exclusions, tickers
-from makenaide_assets.market.universe import screen_universe, universe
+from makenaide_assets.market.step import market
+from makenaide_assets.market.tickers import mark_exclusions
+from makenaide_assets.market.universe import screen_universe
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
@@ -17,6 +18,8 @@ from makenaide_assets.resources.thresholds import UniverseThresholds
 from makenaide_assets.strategy.candles import MalformedMarketData, parse_market_list
 
 DAY_BEFORE, DAY = "2023-07-02", "2023-07-03"
+# The first two assets of the `market` step, with their checks; the step computes only these.
+TICKERS_AND_UNIVERSE = ["tickers", "universe"]
 
 
 class TradeValuesInMillions(ReplayMarketData):
@@ -105,7 +108,9 @@ def test_screen_universe_reasons() -> None:
 
 
 def test_tickers_and_universe_on_sample(sample_dir: Path, tmp_path: Path) -> None:
-    result = dg.materialize([tickers, universe], partition_key=DAY, resources=_resources(sample_dir, tmp_path))
+    result = dg.materialize(
+        [market], selection=TICKERS_AND_UNIVERSE, partition_key=DAY, resources=_resources(sample_dir, tmp_path)
+    )
     assert result.success
     assert {name: e.passed for name, e in _checks(result).items()} == {
         "tickers_well_formed": True, "tickers_none_disappeared": True, "universe_stable": True}  # fmt: skip
@@ -121,19 +126,23 @@ def test_tickers_and_universe_on_sample(sample_dir: Path, tmp_path: Path) -> Non
         btc_value.loc["2023-07-03T00:00:00", "candle_acc_trade_price"]
     )
     assert 0 < uni["passed"].sum() < len(uni)
-    meta = result.asset_materializations_for_node("universe")[0].metadata
+    [meta] = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["universe"]
+    ]
     assert meta["min_months"].value == 6 and "months_listed" in meta["rejected_by_rule"].value
 
 
 def test_a_market_missing_from_the_list_is_named(sample_dir: Path, tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    before = dg.materialize([tickers], partition_key=DAY_BEFORE, instance=instance,
+    before = dg.materialize([market], selection=["tickers"], partition_key=DAY_BEFORE, instance=instance,
                             resources=_resources(sample_dir, tmp_path / "s"))  # fmt: skip
     assert before.success
     partial = _replay_with_markets(
         sample_dir, tmp_path / "partial", lambda r: [m for m in r if m["market"] != "KRW-DOT"]
     )
-    result = dg.materialize([tickers], partition_key=DAY, instance=instance,
+    result = dg.materialize([market], selection=["tickers"], partition_key=DAY, instance=instance,
                             resources=_resources(partial, tmp_path / "s"))  # fmt: skip
     assert result.success  # a warning: the day goes on without it
     gone = _checks(result)["tickers_none_disappeared"]
@@ -143,22 +152,23 @@ def test_a_market_missing_from_the_list_is_named(sample_dir: Path, tmp_path: Pat
 
 def test_a_market_listed_twice_blocks_the_universe(sample_dir: Path, tmp_path: Path) -> None:
     doubled = _replay_with_markets(sample_dir, tmp_path / "doubled", lambda r: [*r, r[0]])
-    result = dg.materialize([tickers, universe], partition_key=DAY, resources=_resources(doubled, tmp_path / "s"),
-                            raise_on_error=False)  # fmt: skip
+    result = dg.materialize([market], selection=TICKERS_AND_UNIVERSE, partition_key=DAY,
+                            resources=_resources(doubled, tmp_path / "s"), raise_on_error=False)  # fmt: skip
     check = _checks(result)["tickers_well_formed"]
     assert not check.passed and check.blocking and check.metadata["markets"].value == "KRW-1INCH"
-    assert not result.asset_materializations_for_node("universe")
+    # Blocking: universe was never computed from the doubled list.
+    assert {e.asset_key.path[0] for e in result.get_asset_materialization_events()} == {"tickers"}
 
 
 def test_a_collapsed_universe_warns_and_names_the_markets_that_dropped_out(sample_dir: Path, tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     storage = tmp_path / "s"
-    before = dg.materialize([tickers, universe], partition_key=DAY_BEFORE, instance=instance,
+    before = dg.materialize([market], selection=TICKERS_AND_UNIVERSE, partition_key=DAY_BEFORE, instance=instance,
                             resources=_resources(sample_dir, storage))  # fmt: skip
     passed_before = set(before.asset_value("universe").query("passed")["market"])
     assert _checks(before)["universe_stable"].passed and len(passed_before) > 10
     millions = TradeValuesInMillions(replay_dir=str(sample_dir))
-    result = dg.materialize([tickers, universe], partition_key=DAY, instance=instance,
+    result = dg.materialize([market], selection=TICKERS_AND_UNIVERSE, partition_key=DAY, instance=instance,
                             resources=_resources(sample_dir, storage, market_data=millions))  # fmt: skip
     assert result.success and not result.asset_value("universe")["passed"].any()
     stable = _checks(result)["universe_stable"]
@@ -168,7 +178,7 @@ def test_a_collapsed_universe_warns_and_names_the_markets_that_dropped_out(sampl
     assert stable.metadata["markets"].value == ", ".join(dropped[:50]) + f" … (+{len(dropped) - 50})"
     assert stable.metadata["passed_now"].value == 0
     # The same day with an honest feed is churn at most, not a collapse.
-    again = dg.materialize([tickers, universe], partition_key=DAY, instance=instance,
+    again = dg.materialize([market], selection=TICKERS_AND_UNIVERSE, partition_key=DAY, instance=instance,
                            resources=_resources(sample_dir, storage))  # fmt: skip
     assert _checks(again)["universe_stable"].passed
 

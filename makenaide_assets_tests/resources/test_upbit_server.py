@@ -16,9 +16,7 @@ import pytest
 import requests
 from pyupbit.request_api import _parse as parse_remaining_req
 
-from makenaide_assets.market.indicators import daily_candles, daily_indicators
-from makenaide_assets.market.tickers import tickers
-from makenaide_assets.market.universe import universe
+from makenaide_assets.market.step import market
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
@@ -216,7 +214,7 @@ def test_a_429_is_waited_out_not_hammered_into_a_418(long_dir: Path) -> None:
 
 def test_indicators_through_the_live_client_equal_the_replays(sample_dir: Path, tmp_path: Path) -> None:
     small = _subset(sample_dir, tmp_path / "small", ["KRW-BTC", "KRW-ETH", "KRW-DOGE", "KRW-GRT", "KRW-XRP"])
-    assets = [tickers, universe, daily_candles, daily_indicators]
+    assets = [market]  # tickers → universe → daily_candles → daily_indicators
     common = {"blacklist": Blacklist(), "universe_thresholds": UniverseThresholds(min_months=6)}
     replayed = dg.materialize(assets, partition_key="2023-12-20", resources={
         **common, "market_data": ReplayMarketData(replay_dir=str(small)),
@@ -227,7 +225,7 @@ def test_indicators_through_the_live_client_equal_the_replays(sample_dir: Path, 
             **common, "market_data": UpbitMarketData(base_url=server.url),
             "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "served")),
         })  # fmt: skip
-    frames = [result.output_for_node("daily_indicators") for result in (replayed, served)]
+    frames = [result.asset_value("daily_indicators") for result in (replayed, served)]
     assert len(frames[0]) >= 3  # the markets that passed the universe
     pd.testing.assert_frame_equal(*frames)
 
