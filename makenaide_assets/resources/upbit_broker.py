@@ -331,7 +331,11 @@ class UpbitBroker(Broker):
                 f"{identifier}: booked {order['status']} ({order['error_name']}) but Upbit executed "
                 f"{found.get('executed_volume')} {order['market']}; the fill is booked now",
             )
-            self._finish(order, found, log)
+            try:
+                self._finish(order, found, log)
+            except OrderOutcomeUnknown as exc:
+                # Reopened, so it is unresolved now: the next run's first step resolves it.
+                self._notify(log, str(exc))
 
     def _resolve(self, order: dict, log: Log) -> None:
         identifier = order["identifier"]
