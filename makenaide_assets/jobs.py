@@ -19,6 +19,7 @@ ANALYSIS_ASSETS = [
     "signals",
 ]
 TRADING_ASSETS = ["fills", "portfolio", "daily_report"]
+REPORT_ASSETS = ["portfolio", "daily_report"]
 
 # Partitioning comes from the selected assets; the executor from Definitions (in-process: see
 # definitions.py).
@@ -34,6 +35,15 @@ trading_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*TRADING_ASSETS),
     tags={"makenaide/trading": "true"},
     description="fills → portfolio → daily_report for one partition; started only by signals_sensor.",
+)
+
+# Every day is valued and reported, signals or not: on a day without orders (or whose signals may
+# not be traded) the sensor starts this instead. Same tag: it records the day's equity in the ledger.
+report_job = dg.define_asset_job(
+    name="report_job",
+    selection=dg.AssetSelection.assets(*REPORT_ASSETS),
+    tags={"makenaide/trading": "true"},
+    description="portfolio → daily_report for a day nothing is traded; started only by signals_sensor.",
 )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 
 from makenaide_assets.analysis import breadth_candidates, signals, strategy_stats, timing, verdicts
-from makenaide_assets.jobs import analysis_job, analysis_schedule, trading_job
+from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, trading_job
 from makenaide_assets.market import step as market_step
 from makenaide_assets.resources.check_catalog import CheckCatalog
 from makenaide_assets.trading import fills, portfolio, report
@@ -41,7 +41,7 @@ def pipeline_definitions(resources: Mapping[str, Any], extra_modules: Sequence[A
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[analysis_job, trading_job],
+        jobs=[analysis_job, trading_job, report_job],
         schedules=[analysis_schedule],
         sensors=[signals_sensor, run_failure_notifier],
         # Also for ad-hoc `dagster asset materialize` runs: one partition's analysis is a chain of
