@@ -10,8 +10,13 @@ setup(
     version="0.1.0",
     description="Makenaide: an Upbit KRW trading pipeline as a Dagster asset graph",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(exclude=["makenaide_assets_tests*"]),
-    include_package_data=True,
+    # Python packages only (directories with an __init__.py); the data directories inside the
+    # package are declared below as package data of `makenaide_assets`, file patterns included.
+    # No include_package_data: it would take every file setuptools' manifest lists and treat each
+    # data directory (data/upbit_sample/..., prompts, config) as a package missing from `packages`
+    # ("Package would be ignored"). Everything shipped besides modules is listed here.
+    packages=find_packages(include=["makenaide_assets", "makenaide_assets.*"]),
+    include_package_data=False,
     package_data={
         "makenaide_assets": [
             "data/upbit_sample/*.json",
@@ -35,6 +40,7 @@ setup(
         "PyJWT>=2.8,<3",
         "requests>=2.31,<3",
         "SQLAlchemy>=2.0,<2.2",
+        "alembic>=1.13,<2",  # the ledger's migrations (resources/ledger/migrations), not only dagster's
         "psycopg2-binary>=2.9,<3",
         "universal-pathlib>=0.2,<0.4",
         "s3fs>=2024.2",

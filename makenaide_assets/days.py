@@ -5,6 +5,7 @@ Used by the demo (the user's instance) and the Dagster backtest engine (a sandbo
 calls it hands in the Definitions, so nothing that runs inside a run imports `definitions`.
 """
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,9 +63,12 @@ class DayRunner:
         count, summary = signal_summary(result)
         day = Day(partition, result.success, count, summary, analysis_s=time.monotonic() - t0)
         day.error = None if result.success else first_failure(result)
-        tick = self.sensor.evaluate_tick(
-            dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=self.defs)
-        )
+        with dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=self.defs) as context:
+            # Outside the daemon a tick has no log key: its `context.log` goes to the console only,
+            # an INFO line per day ("2023-12-06: 1 signals → trading_job") repeating the caller's
+            # own. Quiet like the runs' console (QUIET): warnings and errors still show.
+            context.log.setLevel(logging.WARNING)
+            tick = self.sensor.evaluate_tick(context)
         self.cursor = tick.cursor
         for request in tick.run_requests or []:
             t1 = time.monotonic()
