@@ -1,5 +1,6 @@
-"""The one day runner: `analysis_job` for a partition, a `signals_sensor` tick, `trading_job` for
-what the tick asks — the daemon's order of things, in one process.
+"""The one day runner: `analysis_job` for a partition, a `signals_sensor` tick, and what the tick
+asks (`trading_job`, or `report_job` on a day nothing is traded) — the daemon's order of things, in
+one process.
 
 Used by the demo (the user's instance) and the Dagster backtest engine (a sandbox). Whoever
 calls it hands in the Definitions, so nothing that runs inside a run imports `definitions`.
@@ -24,7 +25,8 @@ class Day:
     signal_count: int
     signal_summary: str
     traded: list[str] = field(default_factory=list)  # partitions whose trading ran after this day's tick
-    trading_ok: bool | None = None  # None: no trading run
+    reported: list[str] = field(default_factory=list)  # partitions only valued and reported (report_job)
+    trading_ok: bool | None = None  # None: no trading or report run
     error: str | None = None
     analysis_s: float = 0.0
     trading_s: float = 0.0
@@ -45,6 +47,7 @@ class DayRunner:
         self.analysis_config = dict(analysis_config or QUIET)
         self.analysis = defs.resolve_job_def("analysis_job")
         self.trading = defs.resolve_job_def("trading_job")
+        self.report = defs.resolve_job_def("report_job")
         self.sensor = defs.resolve_sensor_def("signals_sensor")
         self.cursor = cursor
 
@@ -72,11 +75,12 @@ class DayRunner:
         self.cursor = tick.cursor
         for request in tick.run_requests or []:
             t1 = time.monotonic()
-            trade = self.trading.execute_in_process(
+            job = self.report if request.job_name == self.report.name else self.trading
+            trade = job.execute_in_process(
                 partition_key=request.partition_key, instance=self.instance, tags=request.tags, run_config=QUIET,
                 raise_on_error=False,
             )  # fmt: skip
-            day.traded.append(str(request.partition_key))
+            (day.reported if job is self.report else day.traded).append(str(request.partition_key))
             day.trading_s += time.monotonic() - t1
             day.trading_ok = trade.success if day.trading_ok is None else (day.trading_ok and trade.success)
             if not trade.success:

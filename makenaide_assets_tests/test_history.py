@@ -88,4 +88,5 @@ def test_a_daemon_with_no_cursor_offers_no_traded_day_again(
     sensor = runner.defs.resolve_sensor_def("signals_sensor")
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=runner.instance, cursor=None, definitions=runner.defs))
     assert not tick.run_requests
-    assert all(f"{day}: already traded" in (tick.skip_message or "") for day in traded)
+    assert all(f"{day}: already handled by trading_job" in (tick.skip_message or "") for day in traded)
+    assert "2023-12-05: already handled by report_job" in (tick.skip_message or "")

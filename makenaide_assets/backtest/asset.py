@@ -83,7 +83,7 @@ def report_metadata(run: BacktestRun, result: BacktestResult) -> dict[str, dg.Me
         "entry_sizing": preview(sized, rows=20),
         "entries": preview(result.sizing, rows=100),
         "failed_partitions": preview(failed[["partition", "error"]], rows=50),
-        "equity_reconciled": f"{result.reconciled_days} trading days against the ledger, "
+        "equity_reconciled": f"{result.reconciled_days} days against the equity the ledger recorded, "
         f"max difference {result.max_reconcile_diff_krw:,.6f} KRW",
         "seconds": _number(run.seconds),
         "seconds_per_partition": _number(run.seconds / len(days)),

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from makenaide_assets.jobs import trading_job
+from makenaide_assets.jobs import report_job, trading_job
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.trading.signal_checks import SIGNALS, failed_signal_checks
 
@@ -11,14 +11,15 @@ _BATCH = 500
 
 
 def trading_run_after(instance: dg.DagsterInstance, partition: str, since: float) -> dg.DagsterRun | None:
-    """A `trading_job` run of `partition` created after `since` (a materialisation's timestamp).
+    """A `trading_job` or `report_job` run of `partition` created after `since` (a materialisation's
+    timestamp).
 
     The instance's run records, not the sensor's cursor, say which days were traded: a daemon
     started with no cursor (or the demo's own ticks, which do not write the daemon's cursor)
-    must still never offer a traded day again.
+    must still never offer a traded day again. Both jobs carry the `makenaide/trading` tag.
     """
     records = instance.get_run_records(
-        dg.RunsFilter(job_name=trading_job.name, tags={"dagster/partition": partition}), limit=20
+        dg.RunsFilter(tags={"dagster/partition": partition, "makenaide/trading": "true"}), limit=20
     )
     later = [r for r in records if r.create_timestamp.timestamp() >= since]
     return later[0].dagster_run if later else None
@@ -31,10 +32,11 @@ def _signal_count(record: dg.EventLogRecord) -> int | None:
 
 
 @dg.sensor(
-    job=trading_job,
+    jobs=[trading_job, report_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests trading_job for every `signals` materialisation with signal_count > 0, once each.",
+    description="For every `signals` materialisation, once: trading_job when it holds checked signals, "
+    "else report_job (every day is valued and reported).",
 )
 def signals_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     # A plain @asset_sensor sees only the latest materialisation, so a backfill that writes many
@@ -55,38 +57,42 @@ def signals_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = str(record.storage_id)
         partition = record.partition_key
         count = _signal_count(record)
-        failed = failed_signal_checks(context.instance, record.run_id, partition or "")
-        if not partition:
-            skipped.append(f"storage id {record.storage_id}: no partition")
-        elif count is None:
-            skipped.append(f"{partition}: no signal_count metadata")
-        elif count <= 0:
-            skipped.append(f"{partition}: no signals")
-        elif failed is None:
-            skipped.append(
-                f"{partition}: signals checks did not run in {record.run_id[:8]}; not trading unchecked orders"
+        if not partition or count is None:
+            skipped.append(f"storage id {record.storage_id}: no partition or no signal_count metadata")
+            continue
+        if (done := trading_run_after(context.instance, partition, record.timestamp)) is not None:
+            skipped.append(f"{partition}: already handled by {done.job_name} run {done.run_id[:8]}")
+            continue
+        why_not = _why_not_traded(count, failed_signal_checks(context.instance, record.run_id, partition))
+        # One run per materialisation: a re-materialised partition gets a new request, and the
+        # ledger's unique order identifiers keep that second run from ordering again.
+        job = report_job if why_not else trading_job
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{'report' if why_not else 'trading'}-{partition}-{record.storage_id}",
+                partition_key=partition,
+                job_name=job.name,
+                tags={"makenaide/signal_count": str(count), **({"makenaide/not_traded": why_not} if why_not else {})},
             )
-        elif failed:
-            skipped.append(f"{partition}: blocking signals checks failed ({', '.join(failed)}); not trading")
-        elif (traded := trading_run_after(context.instance, partition, record.timestamp)) is not None:
-            skipped.append(f"{partition}: already traded by run {traded.run_id[:8]} ({traded.status.value})")
-        else:
-            # One run per materialisation: a re-materialised partition gets a new request, and the
-            # ledger's unique order identifiers keep that second run from ordering again.
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"trading-{partition}-{record.storage_id}",
-                    partition_key=partition,
-                    tags={"makenaide/signal_count": str(count)},
-                )
-            )
-            context.log.info(f"{partition}: {count} signals → trading_job")
+        )
+        context.log.info(f"{partition}: {count} signals → {job.name}" + (f" ({why_not})" if why_not else ""))
     for reason in skipped:
         context.log.info(f"skipped {reason}")
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=cursor)
     reason = "; ".join(skipped) if skipped else "no new signals materialisations"
     return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+
+
+def _why_not_traded(count: int, failed: list[str] | None) -> str | None:
+    """Why a day's signals are only reported, not traded (None: trade them)."""
+    if count <= 0:
+        return "no signals"
+    if failed is None:
+        return "signals checks did not run; unchecked orders are never traded"
+    if failed:
+        return f"blocking signals checks failed ({', '.join(failed)})"
+    return None
 
 
 @dg.run_failure_sensor(

@@ -65,7 +65,9 @@ def test_the_report_curve_agrees_with_the_ledger_and_the_benchmark_is_btc(report
     curve = result.asset_value("backtest_report")
     meta = metadata(result)
     assert curve["date"].tolist() == ["2023-12-05", "2023-12-06", "2023-12-07", "2023-12-08"]
-    assert meta["equity_reconciled"].startswith("2 trading days against the ledger, max difference 0.000000")
+    # Every day is valued (a report run on days without signals), so all four are reconciled.
+    reconciled = meta["equity_reconciled"]
+    assert reconciled.startswith("4 days against the equity the ledger recorded, max difference 0.000000")
     assert curve.loc[0, "equity_krw"] == 10_000_000.0 and curve["open_positions"].tolist() == [0, 1, 2, 2]
     btc = pd.read_csv(
         Path(__file__).resolve().parents[2] / "makenaide_assets/data/upbit_sample/candles/day/KRW-BTC.csv.gz"

@@ -3,7 +3,7 @@ PostgreSQL (servers from scripts/services; see servers.py for the stack and the 
 
 The scenario: analysis_schedule's evaluation for the ticks of 2023-12-05 and 2023-12-06 is queued
 through the webserver and run by the daemon; signals_sensor then trades the day with signals and
-skips the one without. Results are read back from the webserver's GraphQL API, from the instance
+only values and reports the one without. Results are read back from the webserver's GraphQL API, from the instance
 (DagsterInstance on the same dagster.yaml), from S3 and from the ledger.
 """
 
@@ -60,7 +60,7 @@ def test_schedule_tick_runs_analysis_through_the_daemon_queue(production_stack, 
         assert "RunSuccessEvent" in kinds
 
 
-def test_signals_sensor_trades_the_day_with_signals_and_skips_the_other(production_stack, demo_scenario) -> None:
+def test_signals_sensor_trades_the_day_with_signals_and_reports_the_other(production_stack, demo_scenario) -> None:
     quiet, signal = demo_scenario.quiet_partition, demo_scenario.signal_partition
     counts = _signal_counts(production_stack, [quiet, signal])
     assert counts[quiet] == 0, counts
@@ -74,6 +74,9 @@ def test_signals_sensor_trades_the_day_with_signals_and_skips_the_other(producti
     assert _tags(trading)["makenaide/trading"] == "true"  # the tag the run queue limits to one at a time
     partitions = [_tags(r).get("dagster/partition") for r in production_stack.runs_of("trading_job")]
     assert quiet not in partitions
+    # The quiet day is valued and reported, never traded.
+    reported = [_tags(r) for r in production_stack.runs_of("report_job")]
+    assert [(t.get("dagster/partition"), t.get("makenaide/not_traded")) for t in reported] == [(quiet, "no signals")]
 
     selector = {
         "repositoryLocationName": "makenaide_assets.definitions",
@@ -84,7 +87,7 @@ def test_signals_sensor_trades_the_day_with_signals_and_skips_the_other(producti
     assert state["status"] == "RUNNING"
     said = [t["skipReason"] or "" for t in state["ticks"]]
     said += [e["message"] for t in state["ticks"] for e in t["logEvents"]["events"]]
-    assert any(f"{quiet}: no signals" in line for line in said), said
+    assert any(f"{quiet}: 0 signals → report_job (no signals)" in line for line in said), said
     assert [t for t in state["ticks"] if trading["runId"] in t["runIds"]], "no sensor tick names the trading run"
 
 

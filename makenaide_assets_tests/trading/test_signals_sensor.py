@@ -1,4 +1,5 @@
-"""signals_sensor after a backfill: one trading run per partition with signals, none otherwise, none twice."""
+"""signals_sensor after a backfill: a trading run for each partition with checked signals, a report
+run for every other one (each day is valued and reported), none twice."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -42,34 +43,46 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None)
 def test_one_trading_run_per_partition_with_signals_and_never_twice(backfilled) -> None:
     defs, instance, var = backfilled
     first = tick(defs, instance, None)
-    assert sorted(r.partition_key for r in first.run_requests) == WITH_SIGNALS
-    assert len({r.run_key for r in first.run_requests}) == len(WITH_SIGNALS)
-    assert all(r.job_name in (None, "trading_job") for r in first.run_requests)
+    jobs = {r.partition_key: r.job_name for r in first.run_requests}
+    assert jobs == {p: "trading_job" if p in WITH_SIGNALS else "report_job" for p in BACKFILL}
+    assert len({r.run_key for r in first.run_requests}) == len(BACKFILL)
+    assert {r.tags.get("makenaide/not_traded") for r in first.run_requests if r.job_name == "report_job"} == {
+        "no signals"
+    }
     again = tick(defs, instance, first.cursor)
     assert not again.run_requests
     assert "no new signals materialisations" in again.skip_message
 
-    # Trading the requested partitions, then re-running one, orders exactly once per signal.
-    trading = defs.resolve_job_def("trading_job")
+    # Each requested run, then a trading re-run of one day, orders exactly once per signal; every
+    # day, traded or not, has its equity recorded and a report.
     for request in first.run_requests:
-        assert trading.execute_in_process(partition_key=request.partition_key, instance=instance).success
+        job = defs.resolve_job_def(request.job_name)
+        assert job.execute_in_process(partition_key=request.partition_key, instance=instance).success
+    trading = defs.resolve_job_def("trading_job")
     ledger = TradingLedger(url=f"sqlite:///{var / 'ledger.sqlite'}")
     orders_before = pd.concat([ledger.fills_for_partition(p) for p in WITH_SIGNALS])
     cash_before = ledger.cash_krw(None)
     assert trading.execute_in_process(partition_key=WITH_SIGNALS[0], instance=instance).success
     orders_after = pd.concat([ledger.fills_for_partition(p) for p in WITH_SIGNALS])
     assert len(orders_after) == len(orders_before) == 2 and ledger.cash_krw(None) == cash_before
-    report = instance.fetch_materializations(dg.AssetKey("daily_report"), limit=1).records[0]
-    assert report.asset_materialization.metadata["can_i_trust_today"].value.startswith("YES")
+    assert ledger.equity_history(None)["partition_key"].tolist() == BACKFILL
+    reports = instance.fetch_materializations(dg.AssetKey("daily_report"), limit=10).records
+    assert {r.partition_key for r in reports} == set(BACKFILL)
+    assert reports[0].asset_materialization.metadata["can_i_trust_today"].value.startswith("YES")
+    # The daemon finds every day handled: a tick from an empty cursor requests nothing again.
+    assert not tick(defs, instance, None).run_requests
 
 
-def test_skips_name_the_partition_without_signals(backfilled) -> None:
-    defs, instance, _ = backfilled
-    materializations = instance.fetch_materializations(dg.AssetKey("signals"), limit=10, ascending=True).records
-    before_quiet_day = str(materializations[BACKFILL.index("2023-12-08") - 1].storage_id)
-    result = tick(defs, instance, before_quiet_day)
-    assert not result.run_requests
-    assert "2023-12-08: no signals" in result.skip_message
+def test_a_day_without_signals_is_reported_not_traded(tmp_path: Path, backfilled) -> None:
+    defs, _, _ = backfilled
+    instance = dg.DagsterInstance.ephemeral()
+    quiet = "2023-12-08"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MAKENAIDE_VAR", str(tmp_path))
+        assert defs.resolve_job_def("analysis_job").execute_in_process(partition_key=quiet, instance=instance).success
+    [request] = tick(defs, instance, None).run_requests
+    assert (request.partition_key, request.job_name) == (quiet, "report_job")
+    assert request.tags["makenaide/not_traded"] == "no signals"
 
 
 def test_signals_whose_blocking_checks_failed_are_not_traded(backfilled, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,6 +107,7 @@ def test_signals_whose_blocking_checks_failed_are_not_traded(backfilled, monkeyp
     [materialization] = result.asset_materializations_for_node("signals")
     assert materialization.metadata["signal_count"].value == 1
 
-    decision = tick(defs, instance, cursor)
-    assert not decision.run_requests
-    assert "2023-12-09: blocking signals checks failed (signals_within_cash); not trading" in decision.skip_message
+    [decision] = tick(defs, instance, cursor).run_requests
+    # Not traded; still valued and reported, and the report says why.
+    assert (decision.partition_key, decision.job_name) == ("2023-12-09", "report_job")
+    assert decision.tags["makenaide/not_traded"] == "blocking signals checks failed (signals_within_cash)"
