@@ -59,8 +59,10 @@ def run(argv: list[str] | None = None) -> int:
         for key in day.traded:
             traded.append(key)
             line += f"; trading {'ok' if day.trading_ok else 'FAILED'}"
-        if day.traded and not day.trading_ok:
-            failures.append(f"{partition} (trading)")
+        for _ in day.reported:
+            line += f"; valued and reported{'' if day.trading_ok else ' (FAILED)'}"
+        if (day.traded or day.reported) and not day.trading_ok:
+            failures.append(f"{partition} (trading or report)")
         print(f"{line} ({day.analysis_s + day.trading_s:.1f}s)", flush=True)
     _print_results(instance, traded, failures, time.monotonic() - started)
     return 1 if failures else 0
