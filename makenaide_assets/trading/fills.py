@@ -9,6 +9,7 @@ from makenaide_assets.resources.ledger import CutOff, PlanConflict, TradingLedge
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.strategy.ticks import FEE_RATE
+from makenaide_assets.trading.alerts import order_messages
 from makenaide_assets.trading.signal_checks import latest_signal_checks
 
 FILL_COLUMNS = ["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status"]
@@ -72,6 +73,7 @@ def fills(
     # The checks read the broker's own ledger, the object the fills were just booked through: Dagster
     # gives a nested resource its own copy, apart from the top-level `ledger` (same database).
     ledger = broker.ledger
+    before = ledger.fills_for_partition(key).set_index("identifier")["status"].to_dict()
     try:
         # The plan is recorded under the ledger's writer lock, before the first order.
         conflict = None
@@ -84,6 +86,10 @@ def fills(
         frame = ledger.fills_for_partition(key)
     for notice in broker.notices:
         notifier.send(f"Makenaide {key}: {notice}")
+    # What this run changed (a re-run that orders nothing says nothing again).
+    changed = frame[[before.get(i) != status for i, status in zip(frame["identifier"], frame["status"], strict=True)]]
+    for message in order_messages(key, changed):
+        notifier.send(message.text, routine=message.routine)
     done = frame[frame["status"] == t.DONE]
     not_done = frame[frame["status"] != t.DONE]
     metadata = {

@@ -7,7 +7,9 @@ from makenaide_assets.market.metadata import preview
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.check_catalog import CheckCatalog
 from makenaide_assets.resources.ledger import CutOff, TradingLedger
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.strategy.performance import drawdown
+from makenaide_assets.trading.alerts import daily_summary
 from makenaide_assets.trading.check_report import PASSED, check_outcomes, verdict
 from makenaide_assets.trading.plots import equity_curve_markdown
 
@@ -39,9 +41,13 @@ def summarise_day(equity: pd.DataFrame, fills: pd.DataFrame, partition_key: str,
     }
 
 
-@dg.asset(partitions_def=daily, group_name="trading", kinds={"pandas"}, deps=["portfolio", "fills"])
+@dg.asset(partitions_def=daily, group_name="trading", kinds={"pandas"}, deps=["fills"])
 def daily_report(
-    context: dg.AssetExecutionContext, ledger: TradingLedger, check_catalog: CheckCatalog
+    context: dg.AssetExecutionContext,
+    ledger: TradingLedger,
+    check_catalog: CheckCatalog,
+    notifier: Notifier,
+    portfolio: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Equity, P&L, drawdown and trades of the day, an equity curve, and every check of D with its outcome."""
     key = context.partition_key
@@ -55,6 +61,8 @@ def daily_report(
     curve = equity[equity["partition_key"] <= key]
     trades = fills[["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status", "reason"]]
     problems = checks[checks["outcome"] != PASSED]
+    # The morning message, every day: the operator should not have to open the UI to know.
+    notifier.send(daily_summary(summary, portfolio, fills, context.run.tags.get("makenaide/not_traded")), routine=True)
     return dg.MaterializeResult(
         value=pd.DataFrame([summary]),
         metadata={

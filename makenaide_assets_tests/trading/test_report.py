@@ -9,6 +9,7 @@ from makenaide_assets.resources.check_catalog import CheckCatalog
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.trading.portfolio import portfolio
 from makenaide_assets.trading.report import daily_report
 
@@ -44,6 +45,7 @@ def test_holdings_without_a_close_or_too_small_to_sell_are_named(sample_dir: Pat
             "market_data": ReplayMarketData(replay_dir=str(sample_dir)),
             "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage")),
             "check_catalog": catalog,
+            "notifier": Notifier(),
         },
     )
     assert result.success  # warnings: the report is still written
