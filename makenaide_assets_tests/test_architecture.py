@@ -30,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "backtest": {"strategy", "resources", "partitions", "settings", "market", "trading", "pipeline", "days"},
     "definitions": {"settings", "backtest", "pipeline", "resources"},
     "demo": {"settings", "days", "definitions", "resources", "partitions", "sql"},
+    "status": {"settings", "sql", "strategy", "resources", "analysis"},
     # The live rehearsal builds live mode's definitions itself, against the local exchange.
     "rehearsal": {"strategy", "resources", "testing", "pipeline", "days"},
 }
