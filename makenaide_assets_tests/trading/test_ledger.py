@@ -199,3 +199,9 @@ def test_equity_is_written_once_and_rewritten_only_with_the_same_value(ledger: T
     history = ledger.equity_history(None)
     assert len(history) == 1
     assert history.loc[0, "equity_krw"] == pytest.approx(ledger.cash_krw(None) + 1_000.0)
+
+
+def test_a_reader_without_a_mode_never_seeds_paper_cash_into_a_live_ledger(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.sqlite'}"
+    assert TradingLedger(url=url, mode="live").cash_krw(None) == 0.0
+    assert TradingLedger(url=url).cash_krw(None) == 0.0  # e.g. `python -m makenaide_assets.status`

@@ -106,8 +106,10 @@ class TradingLedger(dg.ConfigurableResource):
         with schema_transaction(engine) as conn:
             if self.mode is not None:
                 self._claim_mode(conn, self.mode)
+            # A reader without a mode (tests, operator tools) must not seed paper cash into a live ledger.
+            recorded = conn.execute(sa.select(t.ledger_info.c.value).where(t.ledger_info.c.key == "mode")).scalar()
             seeded = conn.execute(sa.select(t.cash_events.c.id).where(t.cash_events.c.event_key == "seed")).first()
-            if seeded is None and self.mode != "live":
+            if seeded is None and "live" not in (self.mode, recorded):
                 conn.execute(
                     t.cash_events.insert().values(
                         event_key="seed", kind="seed", amount_krw=self.initial_cash_krw, created_at=utc_now_naive()
