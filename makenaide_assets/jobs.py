@@ -26,6 +26,8 @@ REPORT_ASSETS = ["portfolio", "daily_report"]
 analysis_job = dg.define_asset_job(
     name="analysis_job",
     selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
+    # Run monitoring (dagster.yaml) fails a run still going after 30 minutes; run_failure_notifier says so.
+    tags={"dagster/max_runtime": str(30 * 60)},
     description="tickers → … → signals for one daily partition; checks that guard money are blocking.",
 )
 
@@ -33,7 +35,8 @@ analysis_job = dg.define_asset_job(
 trading_job = dg.define_asset_job(
     name="trading_job",
     selection=dg.AssetSelection.assets(*TRADING_ASSETS),
-    tags={"makenaide/trading": "true"},
+    # A hung trading run would also hold the one trading slot: failed after 30 minutes, and notified.
+    tags={"makenaide/trading": "true", "dagster/max_runtime": str(30 * 60)},
     description="fills → portfolio → daily_report for one partition; started only by signals_sensor.",
 )
 
