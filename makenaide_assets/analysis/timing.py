@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import check_result, check_spec, preview
+from makenaide_assets.market.retry import NETWORK_RETRY, retried_unless_permanent
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
@@ -49,6 +50,7 @@ def buy_verdicts(gpt_verdicts: pd.DataFrame) -> pd.DataFrame:
     kinds={"pandas", "upbit"},
     check_specs=[CANDLES_USABLE],
     dagster_type=pd.DataFrame,
+    retry_policy=NETWORK_RETRY,
 )
 def timing_4h(
     context: dg.AssetExecutionContext, market_data: MarketData, gpt_verdicts: pd.DataFrame
@@ -56,9 +58,10 @@ def timing_4h(
     """4h trend/momentum flags, `entry_ok`, suggested entry and stop for each BUY verdict."""
     as_of = partition_close(context.partition_key)
     rows = []
-    for market in buy_verdicts(gpt_verdicts)["market"]:
-        candles = market_data.candles(market, "minute240", as_of, CANDLES_4H)
-        rows.append({"market": market, **evaluate_4h(candles, as_of=as_of)})
+    with retried_unless_permanent():
+        for market in buy_verdicts(gpt_verdicts)["market"]:
+            candles = market_data.candles(market, "minute240", as_of, CANDLES_4H)
+            rows.append({"market": market, **evaluate_4h(candles, as_of=as_of)})
     frame = pd.DataFrame(rows, columns=TIMING_COLUMNS)
     # Typed even when empty: an object-typed empty mask would select columns, not rows.
     frame = frame.astype({"entry_ok": bool, "trend_up": bool, "momentum_up": bool, "rsi_ok": bool})

@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import check_result, check_spec, found_metadata
+from makenaide_assets.market.retry import NETWORK_RETRY
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst
 from makenaide_assets.strategy.payload import verdict_request
@@ -126,6 +127,9 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
     kinds={"openai", "pandas"},
     check_specs=[SCHEMA_VALID, ERRORS],
     dagster_type=pd.DataFrame,
+    # The analyst turns its own failures (OpenAI, the cache) into error rows; what is left to retry
+    # is the step's IO: the candidates, indicators and candles it loads, the verdicts it stores.
+    retry_policy=NETWORK_RETRY,
 )
 def gpt_verdicts(
     context: dg.AssetExecutionContext,

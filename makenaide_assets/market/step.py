@@ -21,6 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market import indicators, tickers, universe
+from makenaide_assets.market.retry import NETWORK_RETRY, retried_unless_permanent
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.market_data import MarketData
@@ -96,6 +97,7 @@ MARKET_READS = {
     check_specs=[*tickers.CHECKS, *universe.CHECKS, *indicators.CANDLES_CHECKS, *indicators.INDICATORS_CHECKS],
     partitions_def=daily,
     can_subset=True,
+    retry_policy=NETWORK_RETRY,
     description="tickers → universe → daily_candles → daily_indicators for one day, in one step.",
 )
 def market(
@@ -105,9 +107,10 @@ def market(
     universe_thresholds: UniverseThresholds,
 ) -> Iterator[dg.MaterializeResult]:
     step = GroupedStep(context, MARKET_READS)
-    yield from step.produce("tickers", lambda: tickers.tickers(context, blacklist, market_data))
-    yield from step.produce("universe", lambda t: universe.universe(context, market_data, universe_thresholds, t))
-    yield from step.produce(
-        "daily_candles", lambda u: indicators.daily_candles(context, market_data, universe_thresholds, u)
-    )
-    yield from step.produce("daily_indicators", indicators.daily_indicators)
+    with retried_unless_permanent():
+        yield from step.produce("tickers", lambda: tickers.tickers(context, blacklist, market_data))
+        yield from step.produce("universe", lambda t: universe.universe(context, market_data, universe_thresholds, t))
+        yield from step.produce(
+            "daily_candles", lambda u: indicators.daily_candles(context, market_data, universe_thresholds, u)
+        )
+        yield from step.produce("daily_indicators", indicators.daily_indicators)
