@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from makenaide_assets.analysis import breadth_candidates, signals, strategy_stats, timing, verdicts
+from makenaide_assets.analysis import breadth_candidates, freshness, signals, strategy_stats, timing, verdicts
 from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, trading_job
 from makenaide_assets.market import step as market_step
 from makenaide_assets.resources.check_catalog import CheckCatalog
@@ -20,7 +20,7 @@ from makenaide_assets.trading.sensors import run_failure_notifier, signals_senso
 # `market_step` holds tickers → daily_indicators and `breadth_candidates` market_breadth and
 # candidates, each a step producing several assets (market/step.py).
 PIPELINE_MODULES = [
-    market_step, breadth_candidates, verdicts, timing, strategy_stats, signals,
+    market_step, breadth_candidates, verdicts, timing, strategy_stats, signals, freshness,
     fills, portfolio, report,
 ]  # fmt: skip
 
@@ -43,7 +43,8 @@ def pipeline_definitions(resources: Mapping[str, Any], extra_modules: Sequence[A
         asset_checks=checks,
         jobs=[analysis_job, trading_job, report_job],
         schedules=[analysis_schedule],
-        sensors=[signals_sensor, run_failure_notifier],
+        # Nothing fails silently: a failed run, and a day not analysed by its deadline (freshness.py).
+        sensors=[signals_sensor, run_failure_notifier, *freshness.SENSORS],
         # Also for ad-hoc `dagster asset materialize` runs: one partition's analysis is a chain of
         # small pandas steps, and the multiprocess executor pays a Python start-up and a Dagster
         # import per step (benchmarks/executor.py: 8.7 s in-process against 117 s).

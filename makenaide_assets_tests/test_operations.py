@@ -1,24 +1,215 @@
-"""The operator's day: network steps retry, hung runs end and are told."""
+"""The operator's day: a missing day is found and told, network steps retry, hung runs end.
 
+One analysis run of the recorded sample (module fixture) serves the checks that read a real day;
+the rest build only what they look at.
+"""
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
 import yaml
 
+from makenaide_assets.analysis import freshness
 from makenaide_assets.definitions import build_defs
 from makenaide_assets.market.retry import NETWORK_RETRY, permanent, retried_unless_permanent
 from makenaide_assets.market.step import market
+from makenaide_assets.partitions import daily
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import ReplayMarketData, ReplayOutOfRange
+from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.resources.thresholds import UniverseThresholds
 from makenaide_assets.resources.upbit_http import UpbitBanned, UpbitRequestError
 from makenaide_assets.strategy.candles import MalformedMarketData
 
 REPO = Path(__file__).resolve().parents[1]
-DAY = "2023-12-06"
+DAY = "2023-12-06"  # analysed by the fixture
+NEXT = "2023-12-07"  # never analysed
+ON_TIME = [f"{asset}_on_time" for asset in freshness.FRESH_ASSETS]
+
+
+@pytest.fixture(scope="module")
+def analysed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dg.Definitions, dg.DagsterInstance, dg.ExecuteInProcessResult, Path]:
+    """DAY's analysis_job run, with the on-time checks at its end."""
+    var = tmp_path_factory.mktemp("var")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MAKENAIDE_VAR", str(var))
+        patch.delenv("MAKENAIDE_MODE", raising=False)
+        patch.delenv("OPENAI_API_KEY", raising=False)
+        defs = build_defs()
+        instance = dg.DagsterInstance.ephemeral()
+        result = defs.resolve_job_def("analysis_job").execute_in_process(partition_key=DAY, instance=instance)
+    assert result.success
+    return defs, instance, result, var
+
+
+def at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
+    """Freezes the clock the deadline sensor reads."""
+    monkeypatch.setattr(freshness, "now", lambda: moment)
+
+
+def materialised(instance: dg.DagsterInstance, partition: str) -> None:
+    """The four assets of `partition` recorded, as a run would have."""
+    for asset in freshness.FRESH_ASSETS:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=partition))
+
+
+def deadline_tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+    return freshness.analysis_deadline_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+
+def as_the_daemon_does(instance: dg.DagsterInstance, tick: Any) -> None:
+    """The sensor daemon stores a tick's asset events as runless events."""
+    for event in tick.asset_events:
+        instance.report_runless_asset_event(event)
+
+
+@dg.asset(partitions_def=daily)
+def other_asset_of_the_day() -> None:
+    """A stand-in for the part of a day's run that is not one of the four watched assets."""
+
+
+def run_on_time_checks(instance: dg.DagsterInstance, partition: str) -> dg.ExecuteInProcessResult:
+    """A run holding the on-time checks for `partition` (Dagster types a run's partition from a
+    selected asset, so the run materialises a stand-in of the day besides the checks)."""
+    watched = [dg.AssetSpec(asset, partitions_def=daily) for asset in freshness.FRESH_ASSETS]
+    return dg.materialize(
+        [*watched, other_asset_of_the_day, freshness.analysis_on_time],
+        selection=dg.AssetSelection.assets(other_asset_of_the_day)
+        | dg.AssetSelection.checks(freshness.analysis_on_time),
+        partition_key=partition,
+        instance=instance,
+    )
+
+
+# ---- freshness ------------------------------------------------------------------------------
+
+
+def test_the_day_due_is_the_one_whose_0935_kst_deadline_last_passed() -> None:
+    assert freshness.due_at(datetime(2023, 12, 7, 0, 34, tzinfo=UTC)) == "2023-12-05"
+    assert freshness.due_at(datetime(2023, 12, 7, 0, 35, tzinfo=UTC)) == "2023-12-06"
+    assert freshness.due_at(datetime(2023, 12, 7, 23, 59, tzinfo=UTC)) == "2023-12-06"
+    assert freshness.deadline_of("2023-12-06") == datetime(2023, 12, 7, 0, 35, tzinfo=UTC)
+
+
+def test_on_time_checks_run_at_the_end_of_the_analysis_and_pass_for_the_day(analysed) -> None:
+    defs, _, result, _ = analysed
+    job = defs.resolve_job_def("analysis_job")
+    assert "analysis_on_time" in {node.name for node in job.nodes}
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations() if e.check_name in ON_TIME}
+    assert set(evaluations) == set(ON_TIME)
+    assert all(e.passed and e.partition == DAY for e in evaluations.values())
+    # In the catalog the daily report reads, so a day whose checks did not run says so.
+    catalog = set(defs.resources["check_catalog"].checks)
+    assert {f"{asset}:{asset}_on_time" for asset in freshness.FRESH_ASSETS} <= catalog
+
+
+def test_on_time_checks_fail_for_a_missing_partition_and_pass_for_a_present_one(analysed) -> None:
+    _, instance, _, _ = analysed
+    present = run_on_time_checks(instance, DAY)
+    assert {e.check_name: e.passed for e in present.get_asset_check_evaluations()} == dict.fromkeys(ON_TIME, True)
+    missing = run_on_time_checks(instance, NEXT)
+    assert missing.success  # the checks warn the operator; they stop nothing
+    evaluations = missing.get_asset_check_evaluations()
+    assert {e.check_name: e.passed for e in evaluations} == dict.fromkeys(ON_TIME, False)
+    assert {e.severity for e in evaluations} == {dg.AssetCheckSeverity.ERROR}
+    assert all(e.description and f"analysis for {NEXT} missing at 09:35 KST" in e.description for e in evaluations)
+
+
+def test_the_deadline_sensor_evaluates_each_day_once_after_0935_kst(monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    materialised(instance, DAY)
+    at(monkeypatch, datetime(2023, 12, 7, 0, 34, tzinfo=UTC))  # a minute before DAY's deadline
+    early = deadline_tick(instance, cursor="2023-12-05")
+    assert not early.asset_events and "2023-12-05 already evaluated" in (early.skip_message or "")
+
+    at(monkeypatch, datetime(2023, 12, 7, 0, 36, tzinfo=UTC))
+    arrived = deadline_tick(instance, cursor=early.cursor)
+    assert arrived.cursor == DAY and not arrived.run_requests  # evaluated by the daemon, no run
+    assert {(e.check_name, e.partition, e.passed) for e in arrived.asset_events} == {(c, DAY, True) for c in ON_TIME}
+    assert not deadline_tick(instance, cursor=arrived.cursor).asset_events  # once per deadline
+
+    at(monkeypatch, datetime(2023, 12, 8, 0, 36, tzinfo=UTC))  # NEXT was never analysed
+    late = deadline_tick(instance, cursor=arrived.cursor)
+    assert {(e.check_name, e.partition, e.passed) for e in late.asset_events} == {(c, NEXT, False) for c in ON_TIME}
+    assert late.cursor == NEXT and "missing daily_candles, daily_indicators, candidates, signals" in late.skip_message
+
+
+def test_no_day_is_due_after_a_demo_replay_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    at(monkeypatch, datetime(2031, 1, 2, 1, 0, tzinfo=UTC))
+    tick = deadline_tick(dg.DagsterInstance.ephemeral())
+    assert not tick.asset_events and "2031-01-01 is not a partition" in (tick.skip_message or "")
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """A loopback Slack webhook; the texts it received."""
+    received: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["text"])
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MAKENAIDE_SLACK_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hooks/token")
+    yield received
+    server.shutdown()
+
+
+def notifier_tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"notifier": Notifier(timeout_s=5)})
+    return freshness.freshness_notifier.evaluate_tick(context)
+
+
+def test_every_failed_on_time_evaluation_is_told_once(monkeypatch: pytest.MonkeyPatch, webhook: list[str]) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    materialised(instance, DAY)
+    at(monkeypatch, datetime(2023, 12, 7, 0, 40, tzinfo=UTC))
+    on_time = deadline_tick(instance)
+    as_the_daemon_does(instance, on_time)
+    at(monkeypatch, datetime(2023, 12, 8, 0, 40, tzinfo=UTC))
+    as_the_daemon_does(instance, deadline_tick(instance, cursor=on_time.cursor))
+
+    first = notifier_tick(instance, None)
+    # Four failed evaluations (NEXT's), four messages; DAY's passes say nothing.
+    assert sorted(webhook) == sorted(
+        f"Makenaide: analysis for {NEXT} missing at 09:35 KST: {asset} has no materialisation for {NEXT} "
+        f"({asset}_on_time)"
+        for asset in freshness.FRESH_ASSETS
+    )
+    assert "4 failed on-time check(s) notified" in (first.skip_message or "")
+    again = notifier_tick(instance, first.cursor)
+    assert len(webhook) == 4 and again.cursor == first.cursor  # told once
+
+    # A failure found anywhere else — here a run of the checks — is told too; other checks are not.
+    run_on_time_checks(instance, "2023-12-08")
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(asset_key=dg.AssetKey("signals"), check_name="signals_within_cash", passed=False)
+    )
+    notifier_tick(instance, again.cursor)
+    assert len(webhook) == 8 and all("analysis for 2023-12-08 missing" in text for text in webhook[4:])
+
+
+def test_the_freshness_sensors_are_in_the_definitions_and_run_by_default() -> None:
+    defs = build_defs()
+    for name in ("analysis_deadline_sensor", "freshness_notifier"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 
 # ---- retries --------------------------------------------------------------------------------
