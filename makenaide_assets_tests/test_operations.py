@@ -1,10 +1,12 @@
-"""The operator's day: a missing day is found and told, network steps retry, hung runs end.
+"""The operator's day: a missing day is found and told, network steps retry, hung runs end, the
+catalog reads.
 
 One analysis run of the recorded sample (module fixture) serves the checks that read a real day;
 the rest build only what they look at.
 """
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ import yaml
 
 from makenaide_assets.analysis import freshness
 from makenaide_assets.definitions import build_defs
+from makenaide_assets.jobs import ANALYSIS_ASSETS
 from makenaide_assets.market.retry import NETWORK_RETRY, permanent, retried_unless_permanent
 from makenaide_assets.market.step import market
 from makenaide_assets.partitions import daily
@@ -328,3 +331,46 @@ def test_both_instances_monitor_runs(path: str, tmp_path: Path, monkeypatch: pyt
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.run_monitoring_enabled
         assert "MONITORING" in instance.get_required_daemon_types()
+
+
+# ---- the catalog ----------------------------------------------------------------------------
+
+
+def _floats(value: Any) -> Iterator[float]:
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _floats(item)
+
+
+@pytest.mark.parametrize("asset", ANALYSIS_ASSETS)
+def test_every_analysis_asset_has_a_row_count_and_a_column_schema(analysed, asset: str) -> None:
+    defs, instance, _, var = analysed
+    key = dg.AssetKey(asset)
+    [record] = instance.fetch_materializations(key, limit=1).records
+    metadata = record.asset_materialization.metadata
+    stored = pd.read_parquet(var / "storage" / asset / f"{DAY}.parquet")
+    assert metadata["dagster/row_count"] == dg.MetadataValue.int(len(stored))
+    schema = metadata["dagster/column_schema"].value
+    assert isinstance(schema, dg.TableSchema) and schema.columns
+    # Each declared column is in the value, typed and described; the definition shows the same.
+    assert {c.name for c in schema.columns} <= set(stored.columns)
+    assert all(c.type != "" and c.description for c in schema.columns)
+    definition = defs.resolve_assets_def(key).metadata_by_key[key]
+    declared = definition["dagster/column_schema"]
+    assert getattr(declared, "value", declared) == schema
+    assert "row_count" not in metadata and "contract" not in definition
+    # Numbers a person reads, not float noise: KRW and ratios to 2 (Kelly's fractions 4) decimals,
+    # GPT's dollars to 8 (a day costs a fraction of a cent).
+    noisy = [
+        (name, number)
+        for name, value in metadata.items()
+        if isinstance(value, (dg.FloatMetadataValue, dg.JsonMetadataValue))
+        for number in _floats(value.value)
+        if not math.isnan(number) and round(number, 8 if name.endswith("_usd") else 4) != number
+    ]
+    assert not noisy

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.indicators import BENCHMARK_MARKET
-from makenaide_assets.market.metadata import check_result, check_spec
+from makenaide_assets.market.metadata import COLUMN_SCHEMA, catalog, check_result, check_spec, rounded, table_schema
 from makenaide_assets.strategy.breadth import market_breadth as read_thermometer
 from makenaide_assets.strategy.indicators import indicator_snapshot
 
@@ -28,6 +28,21 @@ def btc_row(daily_indicators: pd.DataFrame, daily_candles: pd.DataFrame) -> pd.S
     return indicator_snapshot(btc, btc.drop(columns=["market"]).reset_index(drop=True)).iloc[0]
 
 
+SCHEMA = table_schema(
+    ("date", "string", "D, the day read"),
+    ("regime", "string", "bull, neutral or bear, from the two votes below"),
+    ("allow_new_buys", "bool", "False on a bear day or when a vote is unknown: no new buys, exits still run"),
+    ("reason", "string", "The reading in words"),
+    ("btc_trend", "string", "KRW-BTC against its MA200 and the MA200's slope: up, flat, down or unknown"),
+    ("breadth", "string", "Share of markets above their MA200: strong, mixed, weak or unknown"),
+    ("markets", "int", "Markets in the day's indicators"),
+    ("markets_with_ma200", "int", "Markets with enough history for an MA200"),
+    ("share_above_ma200", "float", "Share of those closing above their MA200 (0-1)"),
+    ("share_above_ma50", "float", "Share of markets with an MA50 closing above it (0-1)"),
+    ("advancers", "int", "Markets that closed up on D"),
+    ("decliners", "int", "Markets that closed down on D"),
+)
+
 # An output of the `breadth_and_candidates` step (analysis/breadth_candidates.py).
 MARKET_BREADTH = dg.AssetOut(
     group_name="analysis",
@@ -35,6 +50,7 @@ MARKET_BREADTH = dg.AssetOut(
     dagster_type=pd.DataFrame,
     is_required=False,
     description="Market thermometer (시장 체온계): share above MA200/MA50, advancers/decliners, BTC trend → regime.",
+    metadata={COLUMN_SCHEMA: SCHEMA},
 )
 CHECKS = [GROUNDED]
 
@@ -50,11 +66,12 @@ def market_breadth(
         asset_key="market_breadth",
         value=frame,
         metadata={
+            **catalog(frame, SCHEMA),
             "regime": reading["regime"],
             "allow_new_buys": dg.MetadataValue.bool(reading["allow_new_buys"]),
             "reason": reading["reason"],
-            "share_above_ma200": dg.MetadataValue.float(float(reading["share_above_ma200"])),
-            "share_above_ma50": dg.MetadataValue.float(float(reading["share_above_ma50"])),
+            "share_above_ma200": rounded(reading["share_above_ma200"]),
+            "share_above_ma50": rounded(reading["share_above_ma50"]),
             "advancers": dg.MetadataValue.int(reading["advancers"]),
             "decliners": dg.MetadataValue.int(reading["decliners"]),
             "btc_trend": reading["btc_trend"],

@@ -4,7 +4,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from makenaide_assets.market.metadata import check_result, check_spec, preview, reasons_table
+from makenaide_assets.market.metadata import (
+    COLUMN_SCHEMA,
+    catalog,
+    check_result,
+    check_spec,
+    preview,
+    reasons_table,
+    table_schema,
+)
 from makenaide_assets.strategy.rules import FEATURE_INPUTS, RULE_INPUTS, RULES, evaluate_candidates
 
 # Blocking: a candidate is one GPT verdict and one 4h check away from a buy.
@@ -16,6 +24,22 @@ INPUTS_SANE = check_spec(
 )
 
 
+SCHEMA = table_schema(
+    ("market", "string", "Upbit market code, KRW-<coin>"),
+    ("date", "datetime", "The day of the indicator snapshot the rules read (D)"),
+    ("close", "float", "D's close, KRW"),
+    ("weinstein_stage2", "bool", "Weinstein stage 2: above a rising MA150, out of its base on twice the volume"),
+    ("minervini_trend_template", "bool", "Minervini's trend template: MAs stacked and rising, near the high, RS >= 70"),
+    ("vcp", "bool", "Minervini's volatility contraction: each pullback shallower, the last tight, volume drying"),
+    ("oneil_pivot", "bool", "O'Neil: a base no deeper than a third, the close within -3 % / +5 % of its pivot"),
+    ("ma200_breakout", "bool", "Crossed above the MA200 within the last 5 candles and still above"),
+    ("volume_surge", "bool", "Volume at least twice its 20-day average on an up day"),
+    ("score", "int", "The weights of the rules that hold (stage 2: 3; trend template, VCP, pivot: 2; others: 1)"),
+    ("passed", "bool", "In an uptrend (trend template or stage 2) with a score of 4 or more: asked for a verdict"),
+    ("failed_rules", "string", "The rules that did not hold, comma-separated"),
+    ("reason", "string", "Why it passed or was rejected, in words"),
+)
+
 # An output of the `breadth_and_candidates` step (analysis/breadth_candidates.py).
 CANDIDATES = dg.AssetOut(
     group_name="analysis",
@@ -23,6 +47,7 @@ CANDIDATES = dg.AssetOut(
     dagster_type=pd.DataFrame,
     is_required=False,
     description="Weinstein stage 2, Minervini trend template and VCP, O'Neil pivot, MA200 breakout, volume surge.",
+    metadata={COLUMN_SCHEMA: SCHEMA},
 )
 CHECKS = [INPUTS_SANE]
 
@@ -41,7 +66,7 @@ def candidates(
         asset_key="candidates",
         value=frame,
         metadata={
-            "row_count": dg.MetadataValue.int(len(frame)),
+            **catalog(frame, SCHEMA),
             "passed": dg.MetadataValue.int(len(passed)),
             "passed_markets": ", ".join(passed["market"]) or "none",
             "rule_counts": dg.MetadataValue.md(rule_counts.to_markdown(index=False)),

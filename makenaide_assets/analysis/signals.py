@@ -162,7 +162,24 @@ SIGNAL_CHECKS = [
     partitions_def=daily,
     group_name="analysis",
     kinds={"pandas"},
-    metadata={"contract": "market, side (buy/add/sell), price, krw_amount | volume, reason"},
+    metadata={
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn("market", "string", "Upbit market code, KRW-<coin>"),
+                dg.TableColumn("side", "string", "buy (a new position), add (pyramiding) or sell (an exit)"),
+                dg.TableColumn("price", "float", "Limit price, KRW, on Upbit's tick"),
+                dg.TableColumn("krw_amount", "float", "KRW to spend, fees not included (buy and add)"),
+                dg.TableColumn("volume", "float", "Units of the coin to sell (sell)"),
+                dg.TableColumn("reason", "string", "Why: the exit rule that fired, or the entry's score, verdict, 4h"),
+                dg.TableColumn("stop_price", "float", "Stop-loss of the position after this order, KRW"),
+                dg.TableColumn("take_profit_price", "float", "Take-profit of the position after this order, KRW"),
+                dg.TableColumn("kelly_fraction", "float", "Share of equity this entry was sized at"),
+                dg.TableColumn("win_rate", "float", "Kelly's W behind the size"),
+                dg.TableColumn("payoff_ratio", "float", "Kelly's R behind the size"),
+                dg.TableColumn("kelly_source", "string", "Where W and R came from: strategy_stats or configured"),
+            ]
+        )
+    },
     check_specs=SIGNAL_CHECKS,
     dagster_type=pd.DataFrame,
 )
@@ -222,14 +239,16 @@ def signals(
     return dg.MaterializeResult(
         value=orders,
         metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(orders)),
+            "dagster/column_schema": context.assets_def.metadata_by_key[context.asset_key]["dagster/column_schema"],
             "signal_count": dg.MetadataValue.int(len(orders)),
             "buys": dg.MetadataValue.int(int(counts.get("buy", 0))),
             "adds": dg.MetadataValue.int(int(counts.get("add", 0))),
             "sells": dg.MetadataValue.int(int(counts.get("sell", 0))),
-            "total_buy_krw": dg.MetadataValue.float(float(orders["krw_amount"].sum())),
-            "cash_krw": dg.MetadataValue.float(plan.cash_krw),
-            "equity_krw": dg.MetadataValue.float(plan.equity_krw),
-            "exposure_krw": dg.MetadataValue.float(plan.exposure_krw),
+            "total_buy_krw": dg.MetadataValue.float(round(float(orders["krw_amount"].sum()), 2)),
+            "cash_krw": dg.MetadataValue.float(round(plan.cash_krw, 2)),
+            "equity_krw": dg.MetadataValue.float(round(plan.equity_krw, 2)),
+            "exposure_krw": dg.MetadataValue.float(round(plan.exposure_krw, 2)),
             "regime": dg.MetadataValue.text(plan.regime),
             "allow_new_buys": dg.MetadataValue.bool(plan.allow_new_buys and halt is None),
             "buys_halted": dg.MetadataValue.text("no" if halt is None else f"{halt.name}: {halt.reason}"),
@@ -237,8 +256,9 @@ def signals(
                 _markdown(pd.DataFrame([a.__dict__ for a in adjustments]), "none (paper, or the account matched)")
             ),
             "kelly": dg.MetadataValue.json(
-                {"win_rate": kelly.win_rate, "payoff_ratio": kelly.payoff_ratio, "source": kelly.source}
-                | {"action": decision.action, "reason": decision.reason, "max_fraction": decision.max_fraction}
+                {"win_rate": round(kelly.win_rate, 2), "payoff_ratio": round(kelly.payoff_ratio, 2)}
+                | {"source": kelly.source, "action": decision.action, "reason": decision.reason}
+                | {"max_fraction": None if decision.max_fraction is None else round(decision.max_fraction, 4)}
             ),
             "kelly_source": dg.MetadataValue.text(kelly.source),
             "rejected": dg.MetadataValue.md(_markdown(rejected, "nothing rejected")),

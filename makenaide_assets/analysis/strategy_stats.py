@@ -12,7 +12,15 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
-from makenaide_assets.market.metadata import check_result, check_spec, preview
+from makenaide_assets.market.metadata import (
+    COLUMN_SCHEMA,
+    catalog,
+    check_result,
+    check_spec,
+    preview,
+    rounded,
+    table_schema,
+)
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.ledger import CutOff, TradingLedger
 from makenaide_assets.resources.ledger import schema as t
@@ -29,6 +37,23 @@ STATS_COLUMNS = [
     "last_trade_executed_at",
     "note",
 ]
+SCHEMA = table_schema(
+    ("date", "string", "D: the statistics `signals` sizes D's entries with"),
+    ("window_start", "string", "First partition of the window"),
+    ("window_days", "int", "Partitions before D in the window"),
+    ("trades", "int", "Closed trades in the window: sells ordered before D, filled by its close"),
+    ("wins", "int", "Of those, trades with a profit"),
+    ("losses", "int", "Of those, trades with a loss"),
+    ("win_rate", "float", "wins / trades: Kelly's W (empty with no trade)"),
+    ("payoff_ratio", "float", "Average win over average loss, per KRW staked: Kelly's R"),
+    ("profit_factor", "float", "Gross profit over gross loss, KRW (infinite with no losing trade)"),
+    ("expectancy_krw", "float", "Mean P&L per trade, KRW"),
+    ("total_pnl_krw", "float", "Realised P&L of the window's trades, KRW"),
+    ("trades_known", "int", "Every closed trade known by D, in the window or not"),
+    ("last_trade_partition", "string", "Partition of the window's last trade"),
+    ("note", "string", "Which statistics are undefined and why; empty when all are defined"),
+)
+
 # Blocking: `signals` sizes money from these numbers.
 MATCHES_LEDGER = check_spec(
     "strategy_stats",
@@ -76,7 +101,7 @@ def stats_frame(closed: pd.DataFrame, partition_key: str, window_days: int) -> p
     partitions_def=daily,
     group_name="analysis",
     kinds={"pandas", "sql"},
-    metadata={"contract": "trades, win_rate, payoff_ratio, profit_factor, expectancy over a rolling window"},
+    metadata={COLUMN_SCHEMA: SCHEMA},
     check_specs=[MATCHES_LEDGER],
     dagster_type=pd.DataFrame,
 )
@@ -94,6 +119,7 @@ def strategy_stats(
     return dg.MaterializeResult(
         value=frame,
         metadata={
+            **catalog(frame, SCHEMA),
             "trades": dg.MetadataValue.int(int(row["trades"])),
             "trades_known": dg.MetadataValue.int(int(row["trades_known"])),
             "win_rate": _float(row["win_rate"]),
@@ -111,7 +137,7 @@ def strategy_stats(
 
 def _float(value: float) -> dg.MetadataValue:
     # Metadata floats must be finite to render; undefined statistics show as text.
-    return dg.MetadataValue.float(float(value)) if math.isfinite(value) else dg.MetadataValue.text(str(value))
+    return rounded(value) if math.isfinite(value) else dg.MetadataValue.text(str(value))
 
 
 def ledger_trades(ledger: TradingLedger, partition_key: str, window_days: int) -> tuple[pd.DataFrame, int]:

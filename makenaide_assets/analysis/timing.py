@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.market.metadata import check_result, check_spec, preview
+from makenaide_assets.market.metadata import COLUMN_SCHEMA, catalog, check_result, check_spec, preview, table_schema
 from makenaide_assets.market.retry import NETWORK_RETRY, retried_unless_permanent
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import MarketData
@@ -30,6 +30,23 @@ TIMING_COLUMNS = [
     "last_candle_utc",
 ]
 
+SCHEMA = table_schema(
+    ("market", "string", "Upbit market code of a BUY verdict"),
+    ("entry_ok", "bool", "Trend, momentum and RSI all agree on closed 4h candles: enter now"),
+    ("reason", "string", "Why, or why not (no 4h candles, stale, too few, which flag failed)"),
+    ("suggested_entry", "float", "The last 4h close, KRW"),
+    ("pullback_entry", "float", "The lower of that close and the fast EMA, KRW: a patient entry"),
+    ("suggested_stop", "float", "The lower of the swing low and close - 1.5 ATR, never past the hard stop, KRW"),
+    ("stop_distance", "float", "How far below the entry the stop is, a fraction (0.05 = 5 %)"),
+    ("trend_up", "bool", "Close above the 20 EMA, above the 50 EMA"),
+    ("momentum_up", "bool", "MACD (12, 26, 9) above its signal line"),
+    ("rsi_ok", "bool", "4h RSI14 between 50 and 80"),
+    ("rsi14", "float", "4h RSI14"),
+    ("atr14", "float", "4h ATR14, KRW"),
+    ("close", "float", "The last closed 4h candle's close, KRW; empty when it could not be judged"),
+    ("candles", "int", "4h candles read"),
+    ("last_candle_utc", "datetime", "Start of the last closed 4h candle"),
+)
 
 # Warn: a BUY without a timing decision is not bought, so nothing is at stake but the chance.
 CANDLES_USABLE = check_spec(
@@ -50,6 +67,7 @@ def buy_verdicts(gpt_verdicts: pd.DataFrame) -> pd.DataFrame:
     kinds={"pandas", "upbit"},
     check_specs=[CANDLES_USABLE],
     dagster_type=pd.DataFrame,
+    metadata={COLUMN_SCHEMA: SCHEMA},
     retry_policy=NETWORK_RETRY,
 )
 def timing_4h(
@@ -70,7 +88,7 @@ def timing_4h(
     return dg.MaterializeResult(
         value=frame,
         metadata={
-            "row_count": dg.MetadataValue.int(len(frame)),
+            **catalog(frame, SCHEMA),
             "entry_ok": dg.MetadataValue.int(int(frame["entry_ok"].sum())),
             "without_4h_candles": ", ".join(no_candles) or "none",
             "note": "no BUY verdicts for this day" if frame.empty else "",

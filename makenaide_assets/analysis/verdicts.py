@@ -11,7 +11,15 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.market.metadata import check_result, check_spec, found_metadata
+from makenaide_assets.market.metadata import (
+    COLUMN_SCHEMA,
+    catalog,
+    check_result,
+    check_spec,
+    found_metadata,
+    rounded,
+    table_schema,
+)
 from makenaide_assets.market.retry import NETWORK_RETRY
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst
@@ -37,6 +45,27 @@ SCHEMA_VALID = check_spec(
 ERRORS = check_spec(
     "gpt_verdicts", "gpt_verdicts_errors", "Candidates left without a verdict, with the reason; a later run asks again"
 )
+SCHEMA = table_schema(
+    ("market", "string", "Upbit market code of a passed candidate"),
+    ("verdict", "string", "BUY (enter now), HOLD (wait) or AVOID; empty on an error row"),
+    ("confidence", "float", "How sure the verdict is, 0-100"),
+    ("pattern", "string", "The chart pattern seen, e.g. VCP, stage 2 breakout"),
+    ("stage", "int", "Weinstein stage 1-4, or empty when the data cannot tell"),
+    ("reasoning", "string", "At most three sentences citing the payload's numbers"),
+    ("support", "float", "Nearest support below the close, KRW"),
+    ("resistance", "float", "Nearest resistance above the close, KRW"),
+    ("suggested_stop", "float", "Stop-loss below the close, KRW; required for BUY"),
+    ("model", "string", "The model that answered, or rules-v1 for the offline analyst"),
+    ("prompt_hash", "string", "Hash of the prompt template: a changed prompt asks again"),
+    ("input_tokens", "int", "Tokens sent"),
+    ("output_tokens", "int", "Tokens received"),
+    ("cost_usd", "float", "What the answer cost, USD (0 for a cache hit or the rules)"),
+    ("source", "string", "openai, cache, rules or error"),
+    ("error", "string", "Why there is no verdict (error rows only): that market is not bought"),
+)
+# A day of GPT answers costs a fraction of a cent, priced per token: 8 decimals keep every answer's
+# cost exact (0.00072525) and drop only float noise.
+_USD_DIGITS = 8
 _PREVIEW = ["market", "verdict", "confidence", "stage", "pattern", "suggested_stop", "source", "cost_usd", "error"]
 
 
@@ -87,7 +116,7 @@ def _budget_left(analyst: Analyst, partition_key: str) -> dg.MetadataValue | str
         left = analyst.budget_left_usd(partition_key)
     except Exception as exc:  # the metadata says so; the rows already carry the reasons
         return f"unknown ({_exception_text(exc)})"
-    return "n/a (free analyst)" if left is None else dg.MetadataValue.float(left)
+    return "n/a (free analyst)" if left is None else rounded(left, _USD_DIGITS)
 
 
 def error_reasons(frame: pd.DataFrame) -> pd.DataFrame:
@@ -102,13 +131,13 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
     verdict_counts = {v: int((frame["verdict"] == v).sum()) for v in VERDICTS}
     reasons = error_reasons(frame)
     metadata = {
-        "row_count": dg.MetadataValue.int(len(frame)),
+        **catalog(frame, SCHEMA),
         "analyst": analyst.describe(),
         "verdicts": dg.MetadataValue.json({**verdict_counts, "none (error)": int(frame["verdict"].isna().sum())}),
         "sources": dg.MetadataValue.json({s: int((frame["source"] == s).sum()) for s in SOURCES}),
         "input_tokens": dg.MetadataValue.int(int(frame["input_tokens"].sum())),
         "output_tokens": dg.MetadataValue.int(int(frame["output_tokens"].sum())),
-        "cost_usd": dg.MetadataValue.float(float(frame["cost_usd"].sum())),
+        "cost_usd": rounded(frame["cost_usd"].sum(), _USD_DIGITS),
         "budget_left_usd": _budget_left(analyst, partition_key),
         "errors": dg.MetadataValue.int(int(reasons["rows"].sum())),
         "error_reasons": dg.MetadataValue.md(reasons.to_markdown(index=False) if len(reasons) else "_none_"),
@@ -127,6 +156,7 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
     kinds={"openai", "pandas"},
     check_specs=[SCHEMA_VALID, ERRORS],
     dagster_type=pd.DataFrame,
+    metadata={COLUMN_SCHEMA: SCHEMA},
     # The analyst turns its own failures (OpenAI, the cache) into error rows; what is left to retry
     # is the step's IO: the candidates, indicators and candles it loads, the verdicts it stores.
     retry_policy=NETWORK_RETRY,

@@ -9,7 +9,14 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market import quality
-from makenaide_assets.market.metadata import check_result, check_spec, frame_metadata
+from makenaide_assets.market.metadata import (
+    COLUMN_SCHEMA,
+    catalog,
+    check_result,
+    check_spec,
+    frame_metadata,
+    table_schema,
+)
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
 from makenaide_assets.strategy.calendar import partition_close
@@ -41,6 +48,36 @@ INDICATORS_NO_NAN = check_spec(
 )
 
 
+CANDLES_SCHEMA = table_schema(
+    ("market", "string", "Upbit market code, KRW-<coin>"),
+    ("candle_date_time_utc", "datetime", "The candle's day: it opens 00:00 UTC (09:00 KST) that day"),
+    ("candle_date_time_kst", "datetime", "The same instant in KST"),
+    ("opening_price", "float", "Open, KRW"),
+    ("high_price", "float", "High, KRW"),
+    ("low_price", "float", "Low, KRW"),
+    ("trade_price", "float", "Close, KRW"),
+    ("candle_acc_trade_price", "float", "KRW traded during the candle"),
+    ("candle_acc_trade_volume", "float", "Units of the coin traded during the candle"),
+    ("in_universe", "bool", "False for KRW-BTC when it is only the relative-strength yardstick"),
+)
+INDICATORS_SCHEMA = table_schema(
+    ("market", "string", "Upbit market code, KRW-<coin>"),
+    ("date", "datetime", "The last candle's day: D, unless the market's candles stopped earlier"),
+    ("close", "float", "D's close, KRW"),
+    ("ma20", "float", "Mean close of the last 20 daily candles ending at D"),
+    ("ma50", "float", "Mean close of the last 50 daily candles ending at D"),
+    ("ma150", "float", "Mean close of the last 150 daily candles ending at D"),
+    ("ma200", "float", "Mean close of the last 200 daily candles ending at D"),
+    ("rsi14", "float", "Wilder's 14-day RSI, as TA-Lib's"),
+    ("atr14", "float", "Wilder's 14-day average true range, KRW, as TA-Lib's"),
+    ("high_52w", "float", "Highest high of the last 365 daily candles"),
+    ("low_52w", "float", "Lowest low of the last 365 daily candles"),
+    ("volume_ratio", "float", "D's coin volume over the mean of the 20 candles before it"),
+    ("rs_vs_btc", "float", "Return over 63 candles priced in KRW-BTC, a fraction (0.05 = +5 %)"),
+    ("history_days", "int", "Daily candles the market has up to D"),
+    ("insufficient_history", "string", "Columns left NaN for lack of history, comma-separated; empty if none"),
+)
+
 # Both are outputs of the `market` step (market/step.py), which calls the functions below.
 DAILY_CANDLES = dg.AssetOut(
     group_name="market",
@@ -48,6 +85,7 @@ DAILY_CANDLES = dg.AssetOut(
     dagster_type=pd.DataFrame,
     is_required=False,
     description="Daily candles closed by D's close for the universe (and KRW-BTC, the relative-strength yardstick).",
+    metadata={COLUMN_SCHEMA: CANDLES_SCHEMA},
 )
 CANDLES_CHECKS = [CANDLES_OHLC_SANE, CANDLES_UNIQUE, CANDLES_FRESH, CANDLES_VOLUME]
 DAILY_INDICATORS = dg.AssetOut(
@@ -56,6 +94,7 @@ DAILY_INDICATORS = dg.AssetOut(
     dagster_type=pd.DataFrame,
     is_required=False,
     description=("Indicator snapshot as of D's close: MAs and slopes, RSI14, ATR14, 52-week range, volume, RS vs BTC."),
+    metadata={COLUMN_SCHEMA: INDICATORS_SCHEMA},
 )
 INDICATORS_CHECKS = [INDICATORS_NO_NAN]
 
@@ -87,7 +126,7 @@ def daily_candles(
         asset_key="daily_candles",
         value=frame,
         metadata={
-            "row_count": dg.MetadataValue.int(len(frame)),
+            **catalog(frame, CANDLES_SCHEMA),
             "markets": dg.MetadataValue.int(int(counts.size)),
             "time_range_utc": f"{first} → {last}" if len(frame) else "empty",
             "candles_per_market_min": dg.MetadataValue.int(int(counts.min()) if len(counts) else 0),
@@ -119,6 +158,7 @@ def daily_indicators(daily_candles: pd.DataFrame) -> dg.MaterializeResult:
         value=frame,
         metadata=frame_metadata(
             frame,
+            INDICATORS_SCHEMA,
             short_history=dg.MetadataValue.int(len(short)),
             short_history_table=dg.MetadataValue.md(short_table.to_markdown(index=False) if len(short) else "_none_"),
             with_ma200=dg.MetadataValue.int(int(frame["ma200"].notna().sum())) if len(frame) else 0,

@@ -28,8 +28,28 @@ def reasons_table(frame: pd.DataFrame, reason_column: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(counts.to_markdown(index=False))
 
 
-def frame_metadata(frame: pd.DataFrame, **extra: Any) -> dict[str, Any]:
-    return {"row_count": dg.MetadataValue.int(len(frame)), "preview": preview(frame), **extra}
+# Dagster's catalog keys: the UI shows them as the asset's row count and columns.
+ROW_COUNT = "dagster/row_count"
+COLUMN_SCHEMA = "dagster/column_schema"
+
+
+def table_schema(*columns: tuple[str, str, str]) -> dg.TableSchema:
+    """A column schema from (name, type, one-line description) triples."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, type_, description) for name, type_, description in columns])
+
+
+def catalog(frame: pd.DataFrame, schema: dg.TableSchema) -> dict[str, dg.MetadataValue]:
+    """The catalog's row count and column schema of one materialisation."""
+    return {ROW_COUNT: dg.MetadataValue.int(len(frame)), COLUMN_SCHEMA: dg.MetadataValue.table_schema(schema)}
+
+
+def frame_metadata(frame: pd.DataFrame, schema: dg.TableSchema, **extra: Any) -> dict[str, Any]:
+    return {**catalog(frame, schema), "preview": preview(frame), **extra}
+
+
+def rounded(value: float, digits: int = 2) -> dg.MetadataValue:
+    """A float as a person reads it: 0.95, not 0.9516129032258065."""
+    return dg.MetadataValue.float(round(float(value), digits))
 
 
 def market_list(markets: Iterable[str]) -> str:

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import (
+    COLUMN_SCHEMA,
     check_result,
     check_spec,
     frame_metadata,
@@ -11,6 +12,7 @@ from makenaide_assets.market.metadata import (
     market_list,
     previous_metadata,
     reasons_table,
+    table_schema,
 )
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.market_data import MarketData
@@ -41,6 +43,15 @@ NONE_DISAPPEARED = check_spec(
 )
 
 
+SCHEMA = table_schema(
+    ("market", "string", "Upbit market code, KRW-<coin>"),
+    ("korean_name", "string", "The market's Korean name on Upbit"),
+    ("english_name", "string", "The market's English name on Upbit"),
+    ("market_warning", "string", "Upbit's warning: NONE, or CAUTION/WARNING"),
+    ("caution_flags", "string", "Upbit's caution reasons, comma-separated; empty when none"),
+    ("excluded_reason", "string", "Why the market is kept out of the universe (blacklist, warning); empty if eligible"),
+)
+
 # The asset itself is an output of the `market` step (market/step.py), which calls `tickers`.
 TICKERS = dg.AssetOut(
     group_name="market",
@@ -48,6 +59,7 @@ TICKERS = dg.AssetOut(
     dagster_type=pd.DataFrame,
     is_required=False,
     description="Every Upbit KRW market; blacklisted and CAUTION/WARNING markets kept with `excluded_reason`.",
+    metadata={COLUMN_SCHEMA: SCHEMA},
 )
 CHECKS = [WELL_FORMED, NONE_DISAPPEARED]
 
@@ -62,6 +74,7 @@ def tickers(context: dg.AssetExecutionContext, blacklist: Blacklist, market_data
         value=frame,
         metadata=frame_metadata(
             frame,
+            SCHEMA,
             eligible=dg.MetadataValue.int(len(frame) - len(excluded)),
             excluded=dg.MetadataValue.int(len(excluded)),
             excluded_reasons=reasons_table(frame, "excluded_reason"),

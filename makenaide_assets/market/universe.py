@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import (
+    COLUMN_SCHEMA,
     check_result,
     check_spec,
     frame_metadata,
@@ -11,6 +12,8 @@ from makenaide_assets.market.metadata import (
     market_list,
     previous_metadata,
     reasons_table,
+    rounded,
+    table_schema,
 )
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.thresholds import UniverseThresholds
@@ -57,6 +60,17 @@ def screen_universe(
     return out.drop(columns=["excluded_reason"])
 
 
+SCHEMA = table_schema(
+    ("market", "string", "Upbit market code, KRW-<coin>"),
+    ("korean_name", "string", "The market's Korean name on Upbit"),
+    ("english_name", "string", "The market's English name on Upbit"),
+    ("months_listed", "int", "Monthly candles closed by D's close: how long the market has traded"),
+    ("trade_value_krw", "float", "KRW traded in the 24 hours before D's close"),
+    ("passed", "bool", "True when the market enters the day's analysis"),
+    ("rejected_rule", "string", "The first rule it failed: excluded, not_listed, months_listed or trade_value"),
+    ("rejected_reason", "string", "That rule's verdict in words, with the numbers; empty when passed"),
+)
+
 # An output of the `market` step (market/step.py), which calls `universe` with `tickers`' value.
 UNIVERSE = dg.AssetOut(
     group_name="market",
@@ -64,6 +78,7 @@ UNIVERSE = dg.AssetOut(
     dagster_type=pd.DataFrame,
     is_required=False,
     description="Tickers with >= N monthly candles and >= 300M KRW traded in 24h; rejected ones keep the reason.",
+    metadata={COLUMN_SCHEMA: SCHEMA},
 )
 CHECKS = [STABLE]
 
@@ -88,6 +103,7 @@ def universe(
         value=frame,
         metadata=frame_metadata(
             frame,
+            SCHEMA,
             passed=dg.MetadataValue.int(passed),
             rejected=dg.MetadataValue.int(len(frame) - passed),
             rejected_by_rule=reasons_table(frame, "rejected_rule"),
@@ -97,9 +113,9 @@ def universe(
                 ].to_markdown(index=False, floatfmt=",.0f")
             ),
             min_months=dg.MetadataValue.int(universe_thresholds.min_months),
-            min_trade_value_krw=dg.MetadataValue.float(universe_thresholds.min_trade_value_krw),
+            min_trade_value_krw=rounded(universe_thresholds.min_trade_value_krw),
             passed_markets=market_list(frame.loc[frame["passed"], "market"]),
-            passed_trade_value_krw=dg.MetadataValue.float(traded),
+            passed_trade_value_krw=rounded(traded),
             source=market_data.describe(),
         ),
         check_results=[stability(frame, previous_metadata(context, "universe"))],
@@ -120,6 +136,6 @@ def stability(frame: pd.DataFrame, previous: dict | None) -> dg.AssetCheckResult
         passed_before=dg.MetadataValue.int(len(before)),
         passed_now=dg.MetadataValue.int(len(now)),
         joined=market_list(now - before),
-        trade_value_krw_before=dg.MetadataValue.float(float(previous.get("passed_trade_value_krw") or 0.0)),
-        trade_value_krw_now=dg.MetadataValue.float(float(frame.loc[frame["passed"], "trade_value_krw"].sum())),
+        trade_value_krw_before=rounded(previous.get("passed_trade_value_krw") or 0.0),
+        trade_value_krw_now=rounded(frame.loc[frame["passed"], "trade_value_krw"].sum()),
     )

@@ -117,7 +117,7 @@ def test_rules_verdict_per_passed_candidate_and_checks_pass(
     assert frame["market"].tolist() == ["KRW-ETH", "KRW-BTC"]  # DOGE did not pass
     assert set(frame["source"]) == {"rules"}
     assert frame["verdict"].tolist() == ["BUY", "BUY"]
-    assert metadata["row_count"] == 2
+    assert metadata["dagster/row_count"] == 2
     assert metadata["sources"] == {"openai": 0, "cache": 0, "rules": 2, "error": 0}
     assert metadata["budget_left_usd"] == "n/a (free analyst)"
     assert (metadata["errors"], metadata["error_reasons"]) == (0, "_none_")
