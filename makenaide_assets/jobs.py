@@ -45,7 +45,7 @@ trading_job = dg.define_asset_job(
 report_job = dg.define_asset_job(
     name="report_job",
     selection=dg.AssetSelection.assets(*REPORT_ASSETS),
-    tags={"makenaide/trading": "true"},
+    tags={"makenaide/trading": "true", "dagster/max_runtime": str(30 * 60)},
     description="portfolio → daily_report for a day nothing is traded; started only by signals_sensor.",
 )
 

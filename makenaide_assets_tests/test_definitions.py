@@ -26,7 +26,7 @@ def test_definitions_load_with_every_contract_name() -> None:
     assert defs.resolve_job_def("analysis_job") and defs.resolve_job_def("trading_job")
     schedule = defs.resolve_schedule_def("analysis_schedule")
     assert schedule.cron_schedule == "5 0 * * *" and schedule.execution_timezone in (None, "UTC")
-    assert defs.resolve_sensor_def("signals_sensor").job_name == "trading_job"
+    assert {job.name for job in defs.resolve_sensor_def("signals_sensor").jobs} == {"trading_job", "report_job"}
     assert defs.resolve_sensor_def("run_failure_notifier")
     analysis = {k.to_user_string() for k in defs.resolve_job_def("analysis_job").asset_layer.executable_asset_keys}
     assert {"tickers", "strategy_stats", "signals"} <= analysis and "fills" not in analysis

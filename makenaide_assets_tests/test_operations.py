@@ -307,7 +307,7 @@ def test_a_dropped_connection_is_retried_and_a_malformed_answer_is_not(
 
 def test_analysis_and_trading_runs_end_after_30_minutes() -> None:
     defs = build_defs()
-    for name in ("analysis_job", "trading_job"):
+    for name in ("analysis_job", "trading_job", "report_job"):
         assert defs.resolve_job_def(name).tags["dagster/max_runtime"] == "1800"
 
 
