@@ -45,8 +45,12 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         path = self.path_for(context.asset_key, _one_partition(context))
         if path.protocol not in _OBJECT_STORES:
             path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            obj.to_parquet(handle, index=False)
+        try:
+            with path.open("wb") as handle:
+                obj.to_parquet(handle, index=False)
+        except FileNotFoundError as exc:
+            # A missing bucket stays missing: no retry of the step can create it (nor should one).
+            raise dg.Failure(description=f"cannot write {path}: {exc}", allow_retries=False) from exc
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:

@@ -62,7 +62,8 @@ def test_assets_are_written_to_s3_and_read_back_with_pandas(
 def test_a_missing_bucket_fails_the_write_instead_of_creating_one(s3_env, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = f"mkn-missing-{PARTITION}"
     monkeypatch.setenv("MAKENAIDE_STORAGE", f"s3://{missing}/makenaide")
-    with pytest.raises(FileNotFoundError, match="bucket does not exist"):
+    # Not retried by the step's RetryPolicy: it fails at once, saying why.
+    with pytest.raises(dg.Failure, match="bucket does not exist"):
         dg.materialize(
             [step.market],
             selection=["tickers"],
