@@ -64,7 +64,7 @@ def run_day(server: ServerProcess, job, partition: str) -> dict:
         "429": after["429"] - before["429"],
         "418": after["418"] - before["418"],
         "universe": _meta(result, "universe", "passed"),
-        "candidates": _meta(result, "timing_4h", "row_count"),
+        "candidates": _meta(result, "timing_4h", "dagster/row_count"),
         "floor": requests / 10.0,
     }
 
