@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-KRW_TOLERANCE = 1.0
-COIN_TOLERANCE = 5e-9  # half a unit of the 8th decimal
+from makenaide_assets.strategy.reconcile import COIN_TOLERANCE, account_balances, differs
+
 FEE_TOLERANCE_KRW = 0.01
 
 
@@ -56,8 +56,7 @@ def balances_differ(exchange: Mapping[str, float], ledger: Mapping[str, float]) 
     problems = []
     for currency in sorted(set(exchange) | set(ledger)):
         have, booked = exchange.get(currency, 0.0), ledger.get(currency, 0.0)
-        tolerance = KRW_TOLERANCE if currency == "KRW" else COIN_TOLERANCE
-        if abs(have - booked) > tolerance:
+        if differs(currency, have - booked):
             problems.append(f"{currency}: account {have:,.8f}, ledger {booked:,.8f}")
     return problems
 
@@ -72,6 +71,4 @@ def unresolved_too_long(ledger_orders: Iterable[Mapping[str, Any]], day: str) ->
     )
 
 
-def account_balances(accounts: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Upbit's /v1/accounts as currency -> balance + locked."""
-    return {str(a["currency"]): float(a["balance"]) + float(a["locked"]) for a in accounts}
+__all__ = ["account_balances", "balances_differ", "missing_from_ledger", "sent_twice", "unresolved_too_long"]

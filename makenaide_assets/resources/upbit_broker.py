@@ -44,6 +44,7 @@ from makenaide_assets.strategy.reconcile import (
     Adjustment,
     ExchangeEvent,
     Reconciliation,
+    account_balances,
     manual_order,
     reconcile,
     transfer,
@@ -263,7 +264,7 @@ class UpbitBroker(Broker):
             held = f"the account could not be read ({exc})"
             self._notify(log, f"reconciliation failed: {held}")
             return Reconciliation(buys_held=held)
-        account = {str(a["currency"]): float(a["balance"]) + float(a["locked"]) for a in accounts}
+        account = account_balances(accounts)
         adjustments = reconcile(
             account,
             self.ledger.balances(),

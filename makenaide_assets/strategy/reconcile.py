@@ -13,6 +13,7 @@ Pure: the broker fetches the account and the exchange's events, the ledger books
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 KRW = "KRW"
 KRW_TOLERANCE = 1.0  # fees are fractional KRW; the account shows them rounded
@@ -44,6 +45,16 @@ class Reconciliation:
 
     adjustments: tuple[Adjustment, ...] = ()
     buys_held: str | None = None
+
+
+def account_balances(accounts: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Upbit's /v1/accounts as currency -> balance + locked (locked is still the account's)."""
+    return {str(a["currency"]): float(a["balance"]) + float(a["locked"]) for a in accounts}
+
+
+def differs(currency: str, amount: float) -> bool:
+    """Whether a difference of `amount` in `currency` is more than rounding."""
+    return abs(amount) > (KRW_TOLERANCE if currency == KRW else COIN_TOLERANCE)
 
 
 def currency_of(market: str) -> str:
@@ -95,14 +106,14 @@ def reconcile(
     for event in events:
         for currency, delta in event.deltas.items():
             key = f"{event.key}:{currency}"
-            if key in booked or not _differs(currency, delta):
+            if key in booked or not differs(currency, delta):
                 continue
             adjustments.append(Adjustment(key, currency, delta, event.reason, explained=True))
             expected[currency] = expected.get(currency, 0.0) + delta
     for currency in sorted(set(account) | set(expected)):
         have, want = account.get(currency, 0.0), expected.get(currency, 0.0)
         residual = have - want
-        if not _differs(currency, residual):
+        if not differs(currency, residual):
             continue
         if opening:
             reason, explained = f"opening balance: /v1/accounts holds {have:,.8g} {currency}", True
@@ -114,7 +125,3 @@ def reconcile(
             explained = False
         adjustments.append(Adjustment(f"{stamp}:{currency}", currency, residual, reason, explained))
     return adjustments
-
-
-def _differs(currency: str, amount: float) -> bool:
-    return abs(amount) > (KRW_TOLERANCE if currency == KRW else COIN_TOLERANCE)
