@@ -1,0 +1,108 @@
+"""Stops watched between daily runs: the levels a held position must not cross during the day
+after its partition closed, and where a crossing inside a candle fills.
+
+Partition P's trading run (09:05 KST of P+1) leaves a book; until the next daily run the stop-loss,
+the trailing stop and the take-profit are watched against intraday prices (4-hour candles in a
+replay, the ticker when live). The levels are fixed at P's close — the same functions and
+parameters `signals` judges closes with (exits.py) — so the trailing stop hangs from the highest
+daily close, and a re-run of an old day finds the same levels. Trend breaks are judged on daily
+closes only (an MA cross inside a day means nothing).
+
+Where a crossing fills, per candle in time order (OHLC says nothing about the order of the high
+and the low inside one candle, so the worse outcome is assumed):
+1. it opens at or beyond the stop: at the open (a gap jumps the stop; nobody sells at the stop);
+2. it opens at or beyond the take-profit: at the open;
+3. its low reaches the stop: at the stop (checked before the take-profit: the worse case);
+4. its high reaches the take-profit: at the take-profit.
+A ticker is a candle whose open, high and low are its one price.
+"""
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from makenaide_assets.strategy.exits import ExitParams
+from makenaide_assets.strategy.stops import position_stops
+
+# The columns `first_crossing` reads; a ticker row has open = high = low = its price.
+PRICE_COLUMNS = ("at", "open", "high", "low")
+
+
+_DEFAULT_EXITS = ExitParams()
+
+
+@dataclass(frozen=True)
+class WatchLevels:
+    market: str
+    volume: float
+    avg_price: float
+    # The higher of the stop-loss and the trailing stop: the one a falling price meets first.
+    stop_price: float
+    stop_rule: str  # "stop-loss" or "trailing stop"
+    take_profit_price: float
+
+
+@dataclass(frozen=True)
+class IntradayExit:
+    market: str
+    at: pd.Timestamp  # the start of the candle (or the ticker's time) the level was crossed in
+    price: float  # where the rule fills it: the level, or the open when the candle gapped past it
+    rule: str  # "stop-loss", "trailing stop" or "take-profit"
+    reason: str
+
+
+def watch_levels(
+    market: str,
+    volume: float,
+    avg_price: float,
+    highest_close: float,
+    close: float | None,
+    atr: float | None,
+    params: ExitParams = _DEFAULT_EXITS,
+) -> WatchLevels:
+    """The levels watched after partition P, from the position and P's close and ATR."""
+    stops = position_stops(avg_price, highest_close, close, atr, None, params)
+    trailing_higher = stops.trailing_stop_price > stops.stop_loss_price
+    return WatchLevels(
+        market=market,
+        volume=volume,
+        avg_price=avg_price,
+        stop_price=stops.trailing_stop_price if trailing_higher else stops.stop_loss_price,
+        stop_rule="trailing stop" if trailing_higher else "stop-loss",
+        take_profit_price=stops.take_profit_price,
+    )
+
+
+def first_crossing(levels: WatchLevels, prices: pd.DataFrame) -> IntradayExit | None:
+    """The first candle (ascending `at`) that crosses a level, and where it fills; None: held.
+
+    Rows with an unknown or non-positive price are not evidence of anything and are passed over.
+    """
+    stop, target = levels.stop_price, levels.take_profit_price
+    for row in prices.sort_values("at").itertuples(index=False):
+        o, h, low = float(row.open), float(row.high), float(row.low)
+        if not all(math.isfinite(x) and x > 0 for x in (o, h, low)):
+            continue
+        at, rule = pd.Timestamp(row.at), levels.stop_rule
+        if o <= stop:
+            return _exit(levels, at, o, rule, f"opened at {o:,.4g}, at or below the {rule} {stop:,.4g}")
+        if o >= target:
+            return _exit(levels, at, o, "take-profit", f"opened at {o:,.4g}, at or above the take-profit {target:,.4g}")
+        if low <= stop:
+            return _exit(levels, at, stop, rule, f"low {low:,.4g} crossed the {rule} {stop:,.4g}")
+        if h >= target:
+            return _exit(levels, at, target, "take-profit", f"high {h:,.4g} reached the take-profit {target:,.4g}")
+    return None
+
+
+def _exit(levels: WatchLevels, at: pd.Timestamp, price: float, rule: str, what: str) -> IntradayExit:
+    change = price / levels.avg_price - 1.0
+    return IntradayExit(
+        market=levels.market,
+        at=at,
+        price=price,
+        rule=rule,
+        reason=f"intraday {rule}: {what} ({change:+.1%} from avg {levels.avg_price:,.4g}),"
+        f" candle of {at:%Y-%m-%d %H:%M} UTC",
+    )
