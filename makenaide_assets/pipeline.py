@@ -14,7 +14,7 @@ from makenaide_assets.analysis import breadth_candidates, freshness, signals, st
 from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, trading_job
 from makenaide_assets.market import step as market_step
 from makenaide_assets.resources.check_catalog import CheckCatalog
-from makenaide_assets.trading import fills, portfolio, report
+from makenaide_assets.trading import fills, monthly, portfolio, report
 from makenaide_assets.trading.sensors import run_failure_notifier, signals_sensor
 
 # `market_step` holds tickers → daily_indicators and `breadth_candidates` market_breadth and
@@ -23,6 +23,9 @@ PIPELINE_MODULES = [
     market_step, breadth_candidates, verdicts, timing, strategy_stats, signals, freshness,
     fills, portfolio, report,
 ]  # fmt: skip
+# Monthly partitions: loaded beside the pipeline, kept out of `check_catalog`, which lists the checks
+# of one daily partition D for its daily report.
+MONTHLY_MODULES = [monthly]
 
 
 def check_catalog(
@@ -39,10 +42,10 @@ def pipeline_definitions(resources: Mapping[str, Any], extra_modules: Sequence[A
     assets = list(dg.load_assets_from_modules(modules))
     checks = list(dg.load_asset_checks_from_modules(modules))
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *dg.load_assets_from_modules(MONTHLY_MODULES)],
         asset_checks=checks,
-        jobs=[analysis_job, trading_job, report_job],
-        schedules=[analysis_schedule],
+        jobs=[analysis_job, trading_job, report_job, monthly.monthly_report_job],
+        schedules=[analysis_schedule, monthly.monthly_report_schedule],
         # Nothing fails silently: a failed run, and a day not analysed by its deadline (freshness.py).
         sensors=[signals_sensor, run_failure_notifier, *freshness.SENSORS],
         # Also for ad-hoc `dagster asset materialize` runs: one partition's analysis is a chain of

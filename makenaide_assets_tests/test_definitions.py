@@ -57,8 +57,9 @@ def test_blocking_checks_are_the_money_set_and_the_analysis_runs_eight_steps() -
     graph = defs.resolve_asset_graph()
     specs = {f"{k.asset_key.to_user_string()}:{k.name}": graph.get_check_spec(k) for k in graph.asset_check_keys}
     assert {key for key, spec in specs.items() if spec.blocking and spec.asset_key.path != ["fills"]} == BLOCKING
-    # Every check is in the catalog the daily report reads, the in-asset ones included.
-    assert set(defs.resources["check_catalog"].checks) == set(specs)
+    # Every check is in the catalog the daily report reads, the in-asset ones included; but the
+    # monthly report's, which is a month's check, not a day's.
+    assert set(defs.resources["check_catalog"].checks) == set(specs) - {"monthly_report:monthly_report_complete"}
     # In-asset checks run in their asset's step; only a check that reads another asset's stored value
     # (verdict coverage against `candidates`) is a step of its own. `market` produces tickers →
     # daily_indicators and `breadth_and_candidates` those two assets: a step each, every asset and
@@ -75,10 +76,12 @@ def test_blocking_checks_are_the_money_set_and_the_analysis_runs_eight_steps() -
 
 def test_every_partitioned_asset_shares_the_one_daily_partitions() -> None:
     from makenaide_assets.partitions import daily
+    from makenaide_assets.trading.monthly import monthly
 
     graph = build_defs().resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        assert graph.get(key).partitions_def == daily, key
+        expected = monthly if key == dg.AssetKey("monthly_report") else daily
+        assert graph.get(key).partitions_def == expected, key
 
 
 def test_schedule_requests_the_day_that_just_closed() -> None:
@@ -140,3 +143,34 @@ def test_a_schedule_tick_outside_the_partitions_skips_with_the_reason() -> None:
     )
     result = schedule.evaluate_tick(context)
     assert not result.run_requests and "2031-01-01 is not a partition" in (result.skip_message or "")
+
+
+def test_monthly_report_runs_on_the_first_for_the_month_that_ended_over_months_that_follow_the_days(
+    sample_dir, long_dir
+) -> None:
+    from datetime import UTC, datetime
+
+    from makenaide_assets.partitions import daily_partitions
+    from makenaide_assets.trading.monthly import monthly_partitions
+
+    defs = build_defs()
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("monthly_report")).parent_keys == {dg.AssetKey("portfolio")}
+    job = defs.resolve_job_def("monthly_report_job")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"monthly_report"}
+    schedule = defs.resolve_schedule_def("monthly_report_schedule")
+    assert schedule.cron_schedule == "45 0 1 * *" and schedule.execution_timezone == "UTC"  # 09:45 KST
+    repository = defs.get_repository_def()
+    first = dg.build_schedule_context(scheduled_execution_time=datetime(2023, 12, 1, 0, 45), repository_def=repository)
+    [request] = schedule.evaluate_tick(first).run_requests
+    assert request.partition_key == "2023-11" and request.job_name == "monthly_report_job"
+    later = dg.build_schedule_context(scheduled_execution_time=datetime(2031, 2, 1, 0, 45), repository_def=repository)
+    assert "2031-01 is not a month" in (schedule.evaluate_tick(later).skip_message or "")
+    # Demo: the replay's months and no empty one; paper: from 2022-01 to the current month.
+    sample = monthly_partitions(daily_partitions("demo", sample_dir)).get_partition_keys()
+    assert (sample[0], sample[-1], len(sample)) == ("2022-12", "2023-12", 13)
+    long = monthly_partitions(daily_partitions("demo", long_dir)).get_partition_keys()
+    assert (long[0], long[-1]) == ("2022-01", "2025-09")
+    paper = monthly_partitions(daily_partitions("paper", sample_dir))
+    now = datetime.now(UTC).strftime("%Y-%m")
+    assert paper.get_first_partition_key() == "2022-01" and paper.get_last_partition_key() == now

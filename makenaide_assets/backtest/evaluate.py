@@ -6,9 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from makenaide_assets.backtest.runner import BacktestRun
-from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.resources.market_data import MarketData, daily_closes
 from makenaide_assets.strategy import performance
-from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.stats import TradeStats, stats_of
 from makenaide_assets.strategy.ticks import FEE_RATE
 
@@ -27,17 +26,6 @@ class BacktestResult:
     sizing: pd.DataFrame
     reconciled_days: int
     max_reconcile_diff_krw: float
-
-
-def daily_closes(market_data: MarketData, markets: list[str], start: str, end: str) -> pd.DataFrame:
-    """Recorded daily closes, index = partition keys start..end; a day without a candle stays NaN."""
-    days = pd.date_range(start, end, freq="D").strftime("%Y-%m-%d")
-    columns = {}
-    for market in markets:
-        candles = market_data.candles(market, "day", partition_close(end), len(days))
-        keys = candles["candle_date_time_utc"].dt.strftime("%Y-%m-%d")
-        columns[market] = pd.Series(candles["trade_price"].to_numpy(), index=keys).reindex(days)
-    return pd.DataFrame(columns, index=days)
 
 
 def round_trips(fills: pd.DataFrame) -> pd.DataFrame:

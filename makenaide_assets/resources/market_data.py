@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.candles import (
     CANDLE_COLUMNS,
     Interval,
@@ -167,3 +168,18 @@ def _read_markets(path: str) -> pd.DataFrame:
 def _read_candles(path: str) -> pd.DataFrame:
     # Cached per process: a backfill of many partitions reads each file once.
     return normalise_candles(pd.read_csv(path), source=path)
+
+
+def daily_closes(market_data: MarketData, markets: list[str], start: str, end: str) -> pd.DataFrame:
+    """Recorded daily closes, index = partition keys start..end; a day without a candle stays NaN.
+
+    Read as of `end`'s close, so nothing later is seen (the backtest's curve, the monthly report's
+    buy-and-hold).
+    """
+    days = pd.date_range(start, end, freq="D").strftime("%Y-%m-%d")
+    columns = {}
+    for market in markets:
+        candles = market_data.candles(market, "day", partition_close(end), len(days))
+        keys = candles["candle_date_time_utc"].dt.strftime("%Y-%m-%d")
+        columns[market] = pd.Series(candles["trade_price"].to_numpy(), index=keys).reindex(days)
+    return pd.DataFrame(columns, index=days)
