@@ -11,7 +11,9 @@ when the definitions load, and every partitioned check must carry its asset's de
 
 import csv
 import gzip
+import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -20,22 +22,38 @@ import pandas as pd
 from makenaide_assets import settings
 
 PARTITIONS_START = "2022-01-01"
+_DATE_COLUMN = "candle_date_time_utc"
 
 
 def recording_days(replay_dir: Path) -> tuple[str, str] | None:
     """The first and last daily candle dates in a replay directory (DESIGN §5), or None if it has none.
 
-    Only the date column is read, with the csv module: this runs at every definitions import.
+    Only the date column is kept, from lines split at commas (the csv module, 4x slower, only for a
+    file with quoted fields): this runs at every definitions import. The first and last of the full
+    timestamps are the first and last dates, since a string's first ten characters order as it does.
     """
     first = last = None
     for path in sorted((replay_dir / "candles" / "day").glob("*.csv*")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", newline="", encoding="utf-8") as handle:
-            dates = [row["candle_date_time_utc"][:10] for row in csv.DictReader(handle)]
-        if dates:
-            first = min(first or dates[0], *dates)
-            last = max(last or dates[0], *dates)
+        data = path.read_bytes()
+        stamps = _stamps((gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8"))
+        if stamps:
+            first = min(first or stamps[0][:10], min(stamps)[:10])
+            last = max(last or stamps[0][:10], max(stamps)[:10])
     return (first, last) if first and last else None
+
+
+def _stamps(text: str) -> list[str]:
+    """The date column's values of a CSV's rows after its header (blank lines skipped, as DictReader does)."""
+    quoted = '"' in text
+    rows: Iterator[list[str]] = (
+        csv.reader(io.StringIO(text, newline="")) if quoted else (line.split(",") for line in text.splitlines() if line)
+    )
+    header = next(rows, [])
+    records = [row for row in rows if row]
+    if records and _DATE_COLUMN not in header:
+        raise KeyError(_DATE_COLUMN)
+    column = header.index(_DATE_COLUMN) if records else 0
+    return [row[column] for row in records]
 
 
 def daily_partitions(mode: settings.Mode, replay_dir: Path) -> dg.DailyPartitionsDefinition:

@@ -15,26 +15,35 @@ or an answer that is malformed, a day outside the recording, a market Upbit does
 request Upbit refused (4xx) or a ban, which a retry would extend.
 """
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 
 from makenaide_assets.resources.market_data import ReplayOutOfRange
-from makenaide_assets.resources.upbit_http import UpbitBanned, UpbitRequestError
-from makenaide_assets.resources.upbit_quotation import MarketNotFound, QuoteNotAsOf
 from makenaide_assets.strategy.candles import MalformedMarketData
 
 NETWORK_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
-_PERMANENT = (MalformedMarketData, ReplayOutOfRange, MarketNotFound, QuoteNotAsOf, UpbitBanned)
+_PERMANENT = (MalformedMarketData, ReplayOutOfRange)
+# The Upbit clients' errors are looked up, not imported: importing the clients brings pyupbit,
+# requests and PyJWT (~0.3 s of every demo-mode `dagster` command, docs/performance.md), and an
+# exception of a class whose module was never imported cannot have been raised.
+_HTTP, _QUOTATION = "makenaide_assets.resources.upbit_http", "makenaide_assets.resources.upbit_quotation"
+
+
+def _classes(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    loaded = sys.modules.get(module)
+    return tuple(getattr(loaded, name) for name in names) if loaded is not None else ()
 
 
 def permanent(exc: BaseException) -> bool:
     """True when trying the step again would fail the same way."""
-    if isinstance(exc, _PERMANENT):
+    upbit = (*_classes(_QUOTATION, "MarketNotFound", "QuoteNotAsOf"), *_classes(_HTTP, "UpbitBanned"))
+    if isinstance(exc, (*_PERMANENT, *upbit)):
         return True
-    if isinstance(exc, UpbitRequestError):
+    if isinstance(exc, _classes(_HTTP, "UpbitRequestError")):
         # Upbit answered 4xx (not 429): it refused the request as asked, and will again.
         return exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
     return False
