@@ -1,10 +1,12 @@
 """Metadata helpers: what a person wants to see about a frame in the Dagster UI, and about a check."""
 
+import math
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from makenaide_assets.partitions import daily
@@ -31,6 +33,8 @@ def reasons_table(frame: pd.DataFrame, reason_column: str) -> dg.MetadataValue:
 # Dagster's catalog keys: the UI shows them as the asset's row count and columns.
 ROW_COUNT = "dagster/row_count"
 COLUMN_SCHEMA = "dagster/column_schema"
+# Who answers for an asset (the UI's "Owners"; Dagster takes an email or "team:<name>").
+OWNERS = ["team:makenaide"]
 
 
 def table_schema(*columns: tuple[str, str, str]) -> dg.TableSchema:
@@ -50,6 +54,84 @@ def frame_metadata(frame: pd.DataFrame, schema: dg.TableSchema, **extra: Any) ->
 def rounded(value: float, digits: int = 2) -> dg.MetadataValue:
     """A float as a person reads it: 0.95, not 0.9516129032258065."""
     return dg.MetadataValue.float(round(float(value), digits))
+
+
+def krw(value: float) -> dg.MetadataValue:
+    """An amount of KRW to the whole won (an int: the UI plots it across partitions like a float)."""
+    return dg.MetadataValue.int(round(float(value)))
+
+
+def pct(value: float) -> dg.MetadataValue:
+    """A percentage to 2 decimals: -0.94, not -0.9397875782730436."""
+    return dg.MetadataValue.float(round(float(value), 2))
+
+
+def price(value: float) -> dg.MetadataValue:
+    """A price to 4 significant digits (45,600,000 or 0.1323): what a person compares, not the tick."""
+    return dg.MetadataValue.float(significant(float(value)))
+
+
+def significant(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+_PRICE_COLUMNS = {"price", "avg_price", "close", "ref_price", "entry", "stop", "support", "resistance"}
+
+
+def for_people(column: str, value: Any) -> str | int | float | bool | None:
+    """One cell of a metadata table, rounded by what its column holds: KRW (`*_krw`, `krw_*`, `fee`)
+    to the whole won, percentages (`*_pct`) to 2 decimals, prices (`price`, `*_price`, `close`, ...)
+    to 4 significant digits, coin volumes to Upbit's 8 decimals, other floats to 4 significant
+    digits; NaN and None become an empty cell."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if not isinstance(value, float | np.floating):
+        return str(value)
+    value = float(value)
+    if math.isinf(value):
+        return str(value)
+    if column.endswith("_krw") or column.startswith("krw_") or column == "fee":
+        return round(value)
+    if column.endswith("_pct"):
+        return round(value, 2)
+    if column in _PRICE_COLUMNS or column.endswith("_price"):
+        return significant(value)
+    if "volume" in column:
+        return round(value, 8)
+    return significant(value)
+
+
+def _column_type(values: list[Any]) -> str:
+    known = [v for v in values if v is not None]
+    if known and all(isinstance(v, bool) for v in known):
+        return "bool"
+    if known and all(isinstance(v, int) and not isinstance(v, bool) for v in known):
+        return "int"
+    if known and all(isinstance(v, int | float) and not isinstance(v, bool) for v in known):
+        return "float"
+    return "string"
+
+
+def table(frame: pd.DataFrame, rows: int = 20, descriptions: dict[str, str] | None = None) -> dg.MetadataValue:
+    """Up to `rows` rows of `frame` as a table the UI shows inline (not markdown behind a click),
+    every cell rounded by `for_people`; an empty frame is an empty table with its columns."""
+    columns = [str(c) for c in frame.columns]
+    records = [
+        {column: for_people(column, value) for column, value in zip(columns, row, strict=True)}
+        for row in frame.head(rows).itertuples(index=False, name=None)
+    ]
+    described = descriptions or {}
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(column, _column_type([r[column] for r in records]), described.get(column))
+            for column in columns
+        ]
+    )
+    return dg.MetadataValue.table([dg.TableRecord(record) for record in records], schema)
 
 
 def market_list(markets: Iterable[str]) -> str:

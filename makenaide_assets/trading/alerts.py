@@ -46,11 +46,15 @@ def daily_summary(
     summary: Mapping[str, Any], positions: pd.DataFrame, orders: pd.DataFrame, signals_note: str | None
 ) -> str:
     """The morning message: the day, equity and P&L, open positions, the day's orders, trust."""
+    # Returns are on the KRW put in (seed or opening balance, plus deposits, minus withdrawals).
+    put_in = f" on {_krw(summary['contributions_krw'])} put in" if "contributions_krw" in summary else ""
+    bench = summary.get("buy_and_hold_return_pct")
+    versus = f" (buy-and-hold KRW-BTC {bench:+.2f} %)" if bench is not None and not pd.isna(bench) else ""
     lines = [
         f"Makenaide daily report {summary['partition']}: {summary['trust']}",
         f"equity {_krw(summary['equity_krw'])} (cash {_krw(summary['cash_krw'])}), "
         f"P&L since last report {summary['pnl_since_last_report_krw']:+,.0f} KRW, "
-        f"total {summary['return_total_pct']:+.2f} %, drawdown {summary['drawdown_pct']:.2f} %",
+        f"total {summary['return_total_pct']:+.2f} %{put_in}{versus}, drawdown {summary['drawdown_pct']:.2f} %",
     ]
     held = positions[positions["market"] != "KRW"] if not positions.empty else positions
     if held.empty:

@@ -3,7 +3,12 @@
 Read through the instance's public API only: the runs tagged with partition D, and in each the
 `ASSET_CHECK_EVALUATION_PLANNED` / `ASSET_CHECK_EVALUATION` events. The latest evaluation of a
 check stands; a check planned in a run of D but never evaluated had its step skipped (an upstream
-step or blocking check failed); one never planned for D was not evaluated at all.
+step or blocking check failed); one never planned for D was not run at all. Both "did not run",
+and `found` says which.
+
+The outcome is one phrase a person reads, never a bare severity beside "passed": "passed",
+"failed (blocks trading)", "failed (error)", "failed (warning)" or "did not run"; `blocks_trading`
+says whether a failure of that check stops the steps downstream of it.
 """
 
 from collections.abc import Iterable
@@ -11,9 +16,11 @@ from collections.abc import Iterable
 import dagster as dg
 import pandas as pd
 
-CHECK_REPORT_COLUMNS = ["asset", "check", "outcome", "severity", "found", "run_id"]
-PASSED, WARNING, FAILED, BLOCKED = "passed", "warning", "failed", "failed (blocks trading)"
-PLANNED_NOT_RUN, NOT_EVALUATED = "planned, never ran", "not evaluated"
+CHECK_REPORT_COLUMNS = ["asset", "check", "outcome", "blocks_trading", "found", "run_id"]
+PASSED, WARNING, FAILED, BLOCKED = "passed", "failed (warning)", "failed (error)", "failed (blocks trading)"
+DID_NOT_RUN = "did not run"
+STEP_SKIPPED = "its step did not run: an upstream step or blocking check failed"
+NEVER_PLANNED = "no run of this day included it"
 _EVENTS = {dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
 
 
@@ -22,19 +29,23 @@ def _found(metadata: dict) -> str:
     first = [key for key in ("markets", "count") if key in metadata]
     parts = []
     for key in [*first, *(key for key in metadata if key not in first)]:
-        text = str(getattr(metadata[key], "value", metadata[key]))
+        value = metadata[key]
+        if isinstance(value, dg.TableMetadataValue):  # a table check's rows, one "a b c" each
+            text = "; ".join(" ".join(str(v) for v in r.data.values() if v is not None) for r in value.records)
+        else:
+            text = str(getattr(value, "value", value))
         if text and text != "none":
             parts.append(f"{key}={text[:120]}")
     return "; ".join(parts)[:400]
 
 
-def _outcome(evaluation: dg.AssetCheckEvaluation) -> tuple[str, str]:
-    """(outcome, severity) in words a person reads; severity only where something is wrong."""
+def _outcome(evaluation: dg.AssetCheckEvaluation) -> str:
+    """The outcome in words a person reads: a passed check is "passed", whatever its severity."""
     if evaluation.passed:
-        return PASSED, ""
+        return PASSED
     if evaluation.severity == dg.AssetCheckSeverity.WARN:
-        return WARNING, "WARN"
-    return (BLOCKED if evaluation.blocking else FAILED), "ERROR"
+        return WARNING
+    return BLOCKED if evaluation.blocking else FAILED
 
 
 def check_events(
@@ -59,21 +70,23 @@ def check_events(
 def check_outcomes(
     instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey], partition: str
 ) -> pd.DataFrame:
-    """Latest evaluation of each check for `partition`; checks never evaluated say so."""
+    """Latest evaluation of each check for `partition`; checks that did not run say why.
+
+    `blocks_trading` is known for the checks that ran (their evaluation says so) and empty for
+    the others."""
     evaluated, planned = check_events(instance, partition)
     rows = []
     for key in sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         asset = key.asset_key.to_user_string()
         if key in evaluated:
             evaluation, run_id = evaluated[key]
-            outcome, severity = _outcome(evaluation)
             found = "" if evaluation.passed else _found(dict(evaluation.metadata))
-            rows.append([asset, key.name, outcome, severity, found, run_id[:8]])
+            blocks = "yes" if evaluation.blocking else "no"
+            rows.append([asset, key.name, _outcome(evaluation), blocks, found, run_id[:8]])
         elif key in planned:
-            why = "its step did not run: an upstream step or blocking check failed"
-            rows.append([asset, key.name, PLANNED_NOT_RUN, "", why, planned[key][:8]])
+            rows.append([asset, key.name, DID_NOT_RUN, "", STEP_SKIPPED, planned[key][:8]])
         else:
-            rows.append([asset, key.name, NOT_EVALUATED, "", "", ""])
+            rows.append([asset, key.name, DID_NOT_RUN, "", NEVER_PLANNED, ""])
     return pd.DataFrame(rows, columns=CHECK_REPORT_COLUMNS)
 
 
@@ -81,11 +94,11 @@ def verdict(report: pd.DataFrame) -> str:
     """One line answering "can I trust today's run?"."""
     failed = report[report["outcome"].isin([FAILED, BLOCKED])]
     warned = report[report["outcome"] == WARNING]
-    missing = report[report["outcome"].isin([NOT_EVALUATED, PLANNED_NOT_RUN])]
+    missing = report[report["outcome"] == DID_NOT_RUN]
     if not failed.empty:
         return f"NO: {len(failed)} error-severity check(s) failed: " + ", ".join(failed["check"])
     if not missing.empty:
-        return f"CAUTION: {len(missing)} check(s) not evaluated for this day: " + ", ".join(missing["check"])
+        return f"CAUTION: {len(missing)} check(s) did not run for this day: " + ", ".join(missing["check"])
     if not warned.empty:
         return f"YES, with {len(warned)} warning(s): " + ", ".join(warned["check"])
     return f"YES: all {len(report)} checks passed"

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from makenaide_assets.market.metadata import COLUMN_SCHEMA, OWNERS, catalog, krw, table, table_schema
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.broker import Broker
 from makenaide_assets.resources.ledger import CutOff, PlanConflict, TradingLedger, identifiers_for_signals
@@ -13,6 +14,18 @@ from makenaide_assets.trading.alerts import order_messages
 from makenaide_assets.trading.signal_checks import latest_signal_checks
 
 FILL_COLUMNS = ["identifier", "market", "side", "price", "volume", "fee", "krw_value", "status"]
+SCHEMA = table_schema(
+    ("identifier", "string", "Deterministic order identifier: partition, market, side, signal hash"),
+    ("market", "string", "Upbit market code, KRW-<coin>"),
+    ("side", "string", "buy, add or sell"),
+    ("price", "float", "Average execution price, KRW (empty when not executed)"),
+    ("volume", "float", "Units of the coin executed"),
+    ("fee", "float", "Fee paid, KRW"),
+    ("krw_value", "float", "price x volume, KRW, fee not included"),
+    ("status", "string", "done, rejected, failed, skipped, pending or submitted"),
+    ("reason", "string", "The signal's reason: the exit rule, or the entry's score, verdict and 4h timing"),
+    ("status_reason", "string", "Why an order did not execute: the limit, the halt or the exchange's error"),
+)
 # A fee is booked from a float product (paper) or Upbit's rounded `paid_fee` (live): allow 1 KRW.
 FEE_TOLERANCE_KRW = 1.0
 
@@ -62,7 +75,14 @@ CHECKS = [
 
 
 @dg.asset(
-    partitions_def=daily, group_name="trading", kinds={"pandas", "sql"}, check_specs=CHECKS, dagster_type=FillsFrame
+    partitions_def=daily,
+    group_name="trading",
+    kinds={"pandas", "sql"},
+    check_specs=CHECKS,
+    dagster_type=FillsFrame,
+    metadata={COLUMN_SCHEMA: SCHEMA},
+    owners=OWNERS,
+    code_version="1",
 )
 def fills(
     context: dg.AssetExecutionContext, broker: Broker, notifier: Notifier, signals: pd.DataFrame
@@ -93,20 +113,19 @@ def fills(
     done = frame[frame["status"] == t.DONE]
     not_done = frame[frame["status"] != t.DONE]
     metadata = {
+        **catalog(frame, SCHEMA),
         "broker": broker.describe(),
         "orders": dg.MetadataValue.int(len(frame)),
         **{
             f"{status}_count": dg.MetadataValue.int(int((frame["status"] == status).sum()))
             for status in t.ORDER_STATUSES
         },
-        "krw_bought": dg.MetadataValue.float(float(done.loc[done["side"] != "sell", "krw_value"].sum())),
-        "krw_sold": dg.MetadataValue.float(float(done.loc[done["side"] == "sell", "krw_value"].sum())),
-        "fees_krw": dg.MetadataValue.float(float(done["fee"].sum())),
-        "cash_krw": dg.MetadataValue.float(ledger.cash_krw(CutOff(key, own_orders=True))),
-        "preview": dg.MetadataValue.md(_markdown(frame[[*FILL_COLUMNS, "reason"]])),
-        "not_executed": dg.MetadataValue.md(
-            _markdown(not_done[["identifier", "market", "side", "status", "status_reason"]])
-        ),
+        "krw_bought": krw(done.loc[done["side"] != "sell", "krw_value"].sum()),
+        "krw_sold": krw(done.loc[done["side"] == "sell", "krw_value"].sum()),
+        "fees_krw": krw(done["fee"].sum()),
+        "cash_krw": krw(ledger.cash_krw(CutOff(key, own_orders=True))),
+        "preview": table(frame[[*FILL_COLUMNS, "reason"]]),
+        "not_executed": table(not_done[["identifier", "market", "side", "status", "status_reason"]]),
     }
     return dg.MaterializeResult(
         value=frame,
@@ -193,13 +212,13 @@ def fill_checks(
             check_name="fills_cash_never_negative",
             passed=lowest >= -0.01,
             severity=error,
-            metadata={"lowest_cash_krw": lowest, "cash_krw": ledger.cash_krw(cut)},
+            metadata={"lowest_cash_krw": krw(lowest), "cash_krw": krw(ledger.cash_krw(cut))},
         ),
         dg.AssetCheckResult(
             check_name="fills_none_rejected",
             passed=refused.empty,
             severity=warn,
-            metadata={"refused": dg.MetadataValue.md(_markdown(refused[["identifier", "status", "status_reason"]]))},
+            metadata={"refused": table(refused[["identifier", "status", "status_reason"]])},
         ),
         dg.AssetCheckResult(
             check_name="fills_nothing_unresolved",
@@ -211,10 +230,6 @@ def fill_checks(
             if unresolved.empty
             else f"{len(unresolved)} order(s) with an unknown outcome; no new order in "
             f"{', '.join(sorted(set(unresolved['market'])))} until resolved",
-            metadata={"unresolved": dg.MetadataValue.md(_markdown(unresolved))},
+            metadata={"unresolved": table(unresolved)},
         ),
     ]
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    return "none" if frame.empty else frame.head(20).to_markdown(index=False)

@@ -20,7 +20,7 @@ def _pyplot() -> ModuleType:
 
 
 def equity_curve_markdown(equity: pd.DataFrame, title: str, initial_cash_krw: float) -> str:
-    """`equity` has partition_key and equity_krw (+ optional benchmark_krw); returns an <img> in markdown.
+    """`equity` has partition_key and equity_krw (+ optional benchmark_krw, drawdown_pct); returns an <img> in markdown.
 
     The drawdown panel is the same series the reports print (`performance.drawdown`)."""
     plt = _pyplot()
@@ -32,7 +32,11 @@ def equity_curve_markdown(equity: pd.DataFrame, title: str, initial_cash_krw: fl
         top.legend(loc="upper left", fontsize=8)
     top.set_ylabel("M KRW")
     top.set_title(title, fontsize=10)
-    under = drawdown(equity["equity_krw"].astype("float64"), initial_cash_krw) * 100
+    # A caller whose drawdown is not against a fixed start (deposits) gives its own `drawdown_pct`.
+    if "drawdown_pct" in equity:
+        under = equity["drawdown_pct"].astype("float64")
+    else:
+        under = drawdown(equity["equity_krw"].astype("float64"), initial_cash_krw) * 100
     bottom.fill_between(dates, under, 0, color="#d62728", alpha=0.4)
     bottom.set_ylabel("DD %")
     fig.autofmt_xdate()

@@ -3,7 +3,16 @@
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.market.metadata import check_result, check_spec, preview
+from makenaide_assets.market.metadata import (
+    COLUMN_SCHEMA,
+    OWNERS,
+    catalog,
+    check_result,
+    check_spec,
+    krw,
+    table,
+    table_schema,
+)
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.ledger import CutOff, LedgerConflict, TradingLedger
 from makenaide_assets.resources.market_data import MarketData
@@ -24,6 +33,19 @@ PORTFOLIO_COLUMNS = [
     "opened_partition",
     "price_source",
 ]
+SCHEMA = table_schema(
+    ("market", "string", "Upbit market code of the position, or KRW for the cash row"),
+    ("volume", "float", "Units held (KRW: the cash)"),
+    ("avg_price", "float", "Average entry price, fees included, KRW"),
+    ("cost_krw", "float", "What the position cost, KRW"),
+    ("close", "float", "D's close the position is valued at (or its average price without one), KRW"),
+    ("value_krw", "float", "volume x close, KRW"),
+    ("unrealized_pnl_krw", "float", "value - cost, KRW"),
+    ("unrealized_pnl_pct", "float", "value / cost - 1, %"),
+    ("entries", "int", "Buys and adds since the position opened"),
+    ("opened_partition", "string", "The day of its first buy"),
+    ("price_source", "string", "close of D, cost (no close for D), or ledger cash"),
+)
 
 
 # Warnings: the report must still be written (a blocking check here would stop `daily_report`),
@@ -100,6 +122,9 @@ def mark_to_market(positions: pd.DataFrame, closes: dict[str, float | None], cas
     deps=["fills"],
     check_specs=[PRICED_AT_CLOSE, SELLABLE, EQUITY_AS_RECORDED],
     dagster_type=pd.DataFrame,
+    metadata={COLUMN_SCHEMA: SCHEMA},
+    owners=OWNERS,
+    code_version="1",
 )
 def portfolio(
     context: dg.AssetExecutionContext, ledger: TradingLedger, market_data: MarketData
@@ -127,12 +152,13 @@ def portfolio(
     return dg.MaterializeResult(
         value=frame,
         metadata={
+            **catalog(frame, SCHEMA),
             "positions": dg.MetadataValue.int(len(held)),
-            "cash_krw": dg.MetadataValue.float(equity["cash_krw"]),
-            "positions_value_krw": dg.MetadataValue.float(equity["positions_value_krw"]),
-            "equity_krw": dg.MetadataValue.float(equity["equity_krw"]),
+            "cash_krw": krw(equity["cash_krw"]),
+            "positions_value_krw": krw(equity["positions_value_krw"]),
+            "equity_krw": krw(equity["equity_krw"]),
             "valued_at_cost": ", ".join(held.loc[held["price_source"] != "close of D", "market"]) or "none",
-            "preview": preview(frame),
+            "preview": table(frame, rows=50),
         },
         check_results=[
             *holding_checks(held),
@@ -155,7 +181,7 @@ def holding_checks(held: pd.DataFrame) -> list[dg.AssetCheckResult]:
         check_result(
             PRICED_AT_CLOSE,
             at_cost["market"],
-            valued_at_cost_krw=dg.MetadataValue.float(float(at_cost["value_krw"].sum())),
+            valued_at_cost_krw=krw(at_cost["value_krw"].sum()),
         ),
         check_result(
             SELLABLE,

@@ -6,7 +6,13 @@ import pytest
 
 from makenaide_assets.market.metadata import check_result, check_spec
 from makenaide_assets.partitions import daily
-from makenaide_assets.trading.check_report import CHECK_REPORT_COLUMNS, check_outcomes, verdict
+from makenaide_assets.trading.check_report import (
+    CHECK_REPORT_COLUMNS,
+    NEVER_PLANNED,
+    STEP_SKIPPED,
+    check_outcomes,
+    verdict,
+)
 
 DAY, OTHER_DAY = "2023-12-07", "2023-12-08"
 PRICES_SANE = check_spec("prices", "prices_sane", "no high below low", blocking=True)
@@ -51,7 +57,9 @@ def run(instance: dg.DagsterInstance, partition: str, bad: list[str], gone: list
 def outcomes(instance: dg.DagsterInstance, partition: str = DAY) -> dict[str, tuple[str, ...]]:
     report = check_outcomes(instance, CATALOG, partition)
     assert list(report.columns) == CHECK_REPORT_COLUMNS
-    return {row.check: (row.outcome, row.severity, row.found, row.run_id) for row in report.itertuples()}
+    # A person reads phrases, never a bare severity: no "ERROR" or "WARN" anywhere in the report.
+    assert not report.map(lambda cell: cell in ("ERROR", "WARN")).any().any()
+    return {row.check: (row.outcome, row.blocks_trading, row.found, row.run_id) for row in report.itertuples()}
 
 
 @pytest.fixture
@@ -63,13 +71,10 @@ def test_a_blocking_failure_names_its_markets_and_the_skipped_check_says_so(inst
     run_id = run(instance, DAY, bad=["KRW-XRP", "KRW-ADA"], gone=["KRW-DOT"], selection="prices*")
     report = outcomes(instance)
     assert report["prices_sane"] == (
-        "failed (blocks trading)", "ERROR", "markets=KRW-ADA, KRW-XRP; count=2", run_id)  # fmt: skip
-    assert report["prices_stable"] == ("warning", "WARN", "markets=KRW-DOT; count=1", run_id)
-    outcome, severity, found, planned_in = report["orders_sane"]
-    assert (outcome, severity, planned_in) == ("planned, never ran", "", run_id) and "did not run" in found
-    assert report["orders_audited"][:2] == ("planned, never ran", "")
-    # Never "passed" beside a severity, and nothing is ever blank about what happened.
-    assert all(sev == "" for out, sev, *_ in report.values() if out == "passed")
+        "failed (blocks trading)", "yes", "markets=KRW-ADA, KRW-XRP; count=2", run_id)  # fmt: skip
+    assert report["prices_stable"] == ("failed (warning)", "no", "markets=KRW-DOT; count=1", run_id)
+    assert report["orders_sane"] == ("did not run", "", STEP_SKIPPED, run_id)
+    assert report["orders_audited"][:3] == ("did not run", "", STEP_SKIPPED)
     assert verdict(check_outcomes(instance, CATALOG, DAY)) == "NO: 1 error-severity check(s) failed: prices_sane"
 
 
@@ -79,7 +84,9 @@ def test_the_latest_evaluation_stands_and_other_days_do_not_count(instance: dg.D
     assert outcomes(instance)["prices_sane"][0] == "failed (blocks trading)"  # D's own run, not D+1's
     fixed = run(instance, DAY, bad=[], gone=[])
     report = outcomes(instance)
-    assert {check: row[:3] for check, row in report.items()} == dict.fromkeys(report, ("passed", "", ""))
+    # Blocking checks that passed read "passed" (their ERROR severity is no part of the report).
+    assert {check: (row[0], row[2]) for check, row in report.items()} == dict.fromkeys(report, ("passed", ""))
+    assert (report["prices_sane"][1], report["prices_stable"][1]) == ("yes", "no")
     assert report["prices_sane"][3] == fixed
     assert verdict(check_outcomes(instance, CATALOG, DAY)) == "YES: all 4 checks passed"
 
@@ -88,20 +95,20 @@ def test_checks_never_planned_for_the_day_are_not_evaluated(instance: dg.Dagster
     run(instance, OTHER_DAY, bad=[], gone=[])
     run(instance, DAY, bad=[], gone=["KRW-DOT"], selection="prices")
     report = outcomes(instance)
-    assert report["orders_sane"] == ("not evaluated", "", "", "")
-    assert report["prices_stable"][:2] == ("warning", "WARN")
+    assert report["orders_sane"] == ("did not run", "", NEVER_PLANNED, "")
+    assert report["prices_stable"][:2] == ("failed (warning)", "no")
     assert verdict(check_outcomes(instance, CATALOG, DAY)) == (
-        "CAUTION: 2 check(s) not evaluated for this day: orders_audited, orders_sane")  # fmt: skip
+        "CAUTION: 2 check(s) did not run for this day: orders_audited, orders_sane")  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("outcomes", "expected"),
     [
         (["passed", "passed"], "YES: all 2 checks passed"),
-        (["passed", "warning"], "YES, with 1 warning(s): c1"),
-        (["not evaluated", "warning"], "CAUTION: 1 check(s) not evaluated for this day: c0"),
-        (["planned, never ran", "failed (blocks trading)"], "NO: 1 error-severity check(s) failed: c1"),
-        (["failed", "passed"], "NO: 1 error-severity check(s) failed: c0"),
+        (["passed", "failed (warning)"], "YES, with 1 warning(s): c1"),
+        (["did not run", "failed (warning)"], "CAUTION: 1 check(s) did not run for this day: c0"),
+        (["did not run", "failed (blocks trading)"], "NO: 1 error-severity check(s) failed: c1"),
+        (["failed (error)", "passed"], "NO: 1 error-severity check(s) failed: c0"),
     ],
 )
 def test_verdict(outcomes: list[str], expected: str) -> None:

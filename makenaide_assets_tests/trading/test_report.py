@@ -27,10 +27,6 @@ def buy(ledger: TradingLedger, market: str, price: float, volume: float) -> None
                        executed_at=pd.Timestamp(f"{ENTRY_DAY} 00:10"))  # fmt: skip
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
-
-
 def test_holdings_without_a_close_or_too_small_to_sell_are_named(sample_dir: Path, tmp_path: Path) -> None:
     ledger = TradingLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     for market, (price, volume) in HOLDINGS.items():
@@ -59,14 +55,14 @@ def test_holdings_without_a_close_or_too_small_to_sell_are_named(sample_dir: Pat
     metadata = result.asset_materializations_for_node("daily_report")[0].metadata
     # signals never ran for the day in this instance: the report says so rather than trusting it.
     assert metadata["can_i_trust_today"].value == (
-        "CAUTION: 1 check(s) not evaluated for this day: signals_within_cash")  # fmt: skip
-    rows = {cells[1]: cells for cells in table_rows(metadata["check_report"].value)}
-    assert rows["portfolio_priced_at_close"][2:4] == ["warning", "WARN"]
+        "CAUTION: 1 check(s) did not run for this day: signals_within_cash")  # fmt: skip
+    rows = {r.data["check"]: list(r.data.values()) for r in metadata["check_report"].records}
+    assert rows["portfolio_priced_at_close"][2:4] == ["failed (warning)", "no"]
     assert rows["portfolio_priced_at_close"][4].startswith("markets=KRW-LUNA; count=1; ")
     assert rows["portfolio_sellable"][2:5] == [
-        "warning",
-        "WARN",
+        "failed (warning)",
+        "no",
         "markets=KRW-ETH; count=1; below_minimum=KRW-ETH: 3 KRW",
     ]
-    assert rows["signals_within_cash"][2:] == ["not evaluated", "", "", ""]
+    assert rows["signals_within_cash"][2:] == ["did not run", "", "no run of this day included it", ""]
     assert result.asset_value("daily_report").iloc[0]["checks_failed"] == 0
