@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from makenaide_assets.market.metadata import check_result, check_spec
+from makenaide_assets.market.metadata import check_result, check_spec, krw, table
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.broker import Broker
 from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifiers_for_signals, market_of
@@ -245,10 +245,10 @@ def signals(
             "buys": dg.MetadataValue.int(int(counts.get("buy", 0))),
             "adds": dg.MetadataValue.int(int(counts.get("add", 0))),
             "sells": dg.MetadataValue.int(int(counts.get("sell", 0))),
-            "total_buy_krw": dg.MetadataValue.float(round(float(orders["krw_amount"].sum()), 2)),
-            "cash_krw": dg.MetadataValue.float(round(plan.cash_krw, 2)),
-            "equity_krw": dg.MetadataValue.float(round(plan.equity_krw, 2)),
-            "exposure_krw": dg.MetadataValue.float(round(plan.exposure_krw, 2)),
+            "total_buy_krw": krw(orders["krw_amount"].sum()),
+            "cash_krw": krw(plan.cash_krw),
+            "equity_krw": krw(plan.equity_krw),
+            "exposure_krw": krw(plan.exposure_krw),
             "regime": dg.MetadataValue.text(plan.regime),
             "allow_new_buys": dg.MetadataValue.bool(plan.allow_new_buys and halt is None),
             "buys_halted": dg.MetadataValue.text("no" if halt is None else f"{halt.name}: {halt.reason}"),
@@ -261,8 +261,8 @@ def signals(
                 | {"max_fraction": None if decision.max_fraction is None else round(decision.max_fraction, 4)}
             ),
             "kelly_source": dg.MetadataValue.text(kelly.source),
-            "rejected": dg.MetadataValue.md(_markdown(rejected, "nothing rejected")),
-            "preview": dg.MetadataValue.md(_markdown(orders.head(20), "no orders")),
+            "rejected": table(rejected, rows=100),
+            "preview": table(orders),
         },
         check_results=[
             *signal_checks(orders, cash, config, decision),

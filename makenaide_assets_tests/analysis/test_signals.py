@@ -175,8 +175,7 @@ def test_signals_sells_the_loser_adds_to_the_winner_buys_the_candidate(ledger: T
     assert metadata["signal_count"].value == 3
     assert (metadata["buys"].value, metadata["adds"].value, metadata["sells"].value) == (1, 1, 1)
     assert metadata["regime"].value == "bull"
-    rejected = metadata["rejected"].value
-    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")) for line in rejected.splitlines()[2:]}
+    rows = {tuple(record.data.values()) for record in metadata["rejected"].records}
     assert rows == {
         ("KRW-DOGE", "buy", "GPT verdict HOLD"),
         ("KRW-STORJ", "buy", "sold today: never buy and sell one market on one day"),

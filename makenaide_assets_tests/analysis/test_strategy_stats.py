@@ -169,8 +169,8 @@ def test_a_losing_record_sizes_entries_at_the_floor_or_stops_them(ledger: Tradin
 
     stopped = plan(ledger, tmp_path / "stop", {"selector_action": "stop"})
     assert stopped.asset_value("signals").empty
-    rejected = stopped.asset_materializations_for_node("signals")[0].metadata["rejected"].value
-    rows = [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in rejected.splitlines()[2:]]
+    rejected = stopped.asset_materializations_for_node("signals")[0].metadata["rejected"].records
+    rows = [(r.data["market"], r.data["side"], r.data["reason"]) for r in rejected]
     assert ("KRW-BTC", "buy") in {row[:2] for row in rows if row[2].startswith("selector stop: win rate 36%")}
 
 
