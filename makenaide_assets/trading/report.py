@@ -185,18 +185,19 @@ def daily_report(
     if benchmark is not None:
         plotted["benchmark_krw"] = benchmark.to_numpy()
     bench_known = summary["buy_and_hold_krw"] == summary["buy_and_hold_krw"]  # not NaN
+    bench_return = summary["buy_and_hold_return_pct"]  # NaN without a close or anything put in
     return dg.MaterializeResult(
         value=frame,
         metadata={
             **catalog(frame, SCHEMA),
             "can_i_trust_today": summary["trust"],
-            # Numbers on every partition: the UI plots each across partitions (README: "Where to look").
+            # Numbers on every partition: the UI plots each across partitions (README: "In the UI").
             "equity_krw": krw(summary["equity_krw"]),
             "equity_buy_and_hold_btc_krw": krw(summary["buy_and_hold_krw"]) if bench_known else "unknown",
             "contributions_krw": krw(summary["contributions_krw"]),
             "pnl_total_krw": krw(summary["pnl_total_krw"]),
             "return_total_pct": pct(summary["return_total_pct"]),
-            "buy_and_hold_return_pct": pct(summary["buy_and_hold_return_pct"]) if bench_known else "unknown",
+            "buy_and_hold_return_pct": pct(bench_return) if bench_return == bench_return else "unknown",
             "drawdown_pct": pct(summary["drawdown_pct"]),
             "max_drawdown_pct": pct(summary["max_drawdown_pct"]),
             "trades": dg.MetadataValue.int(summary["trades"]),
