@@ -52,12 +52,17 @@ CANDIDATES = dg.AssetOut(
 CHECKS = [INPUTS_SANE]
 
 
+def candidates_of(daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame) -> pd.DataFrame:
+    """The `candidates` value from D's candles and indicators, without Dagster."""
+    universe_candles = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
+    return evaluate_candidates(universe_candles, daily_indicators)
+
+
 def candidates(
     context: dg.AssetExecutionContext, daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame
 ) -> dg.MaterializeResult:
     """The `candidates` value for D, its metadata and its check's result."""
-    universe_candles = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
-    frame = evaluate_candidates(universe_candles, daily_indicators)
+    frame = candidates_of(daily_candles, daily_indicators)
     passed = frame[frame["passed"]]
     rule_counts = pd.DataFrame({"rule": list(RULES), "markets": [int(frame[r].sum()) for r in RULES]})
     context.log.info(f"candidates {context.partition_key}: {len(passed)} of {len(frame)} passed")

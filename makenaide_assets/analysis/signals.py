@@ -8,7 +8,7 @@ start `trading_job` for the partition, so bad signals never reach `fills`.
 """
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import dagster as dg
@@ -23,7 +23,7 @@ from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import STOP_LOSS_PCT, TAKE_PROFIT_PCT, TRAIL_ATR_MULTIPLE, TRAIL_PCT, ExitParams
-from makenaide_assets.strategy.limits import Refusal, buys_halted, without_buys
+from makenaide_assets.strategy.limits import Limits, Refusal, buys_halted, without_buys
 from makenaide_assets.strategy.orders import (
     ADD_SIZE_RATIO,
     ADD_STEP_PCT,
@@ -33,6 +33,7 @@ from makenaide_assets.strategy.orders import (
     MIN_CONFIDENCE,
     TREND_MA,
     PlanParams,
+    SignalPlan,
     plan_signals,
 )
 from makenaide_assets.strategy.sizing import (
@@ -198,10 +199,6 @@ def signals(
     strategy_stats: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Order intents for the day: exits on held positions, pyramiding adds and Kelly-sized buys."""
-    decision = config.decide(strategy_stats)
-    kelly, params = decision.inputs, config.plan_params()
-    if decision.max_fraction is not None:
-        params = replace(params, max_position_fraction=min(params.max_position_fraction, decision.max_fraction))
     # Live: the account is the truth, reconciled before sizing (paper: nothing to do). Only for the
     # day that just closed; adjustments found for D are part of the cash D is sized on.
     reconciliation = broker.reconcile(context.partition_key, context.log)
@@ -212,27 +209,26 @@ def signals(
     # re-run of an old day plans what that day planned (DESIGN §8).
     as_of = CutOff(context.partition_key)
     cash = ledger.cash_krw(as_of)
-    plan = plan_signals(
+    limits, _ = broker.limits.resolve()
+    unexplained = [a for a in adjustments if not a.explained]
+    day = plan_day(
+        config,
         partition_key=context.partition_key,
         candidates=candidates,
         gpt_verdicts=gpt_verdicts,
         timing_4h=timing_4h,
         daily_indicators=daily_indicators,
         market_breadth=market_breadth,
+        strategy_stats=strategy_stats,
         positions=with_highest_close_since_entry(ledger.open_positions(as_of), market_data, context.partition_key),
         cash_krw=cash,
-        kelly_inputs=kelly,
-        params=params,
+        limits=limits,
+        recorded_equity=ledger.equity_history(as_of)["equity_krw"].astype(float).tolist(),
+        buys_held=reconciliation.buys_held,
     )
-    orders, rejected = apply_decision(plan.orders, plan.rejected, decision)
-    limits, _ = broker.limits.resolve()
-    unexplained = [a for a in adjustments if not a.explained]
-    halt = buys_halted(limits, plan.equity_krw, ledger.equity_history(as_of)["equity_krw"].astype(float).tolist())
-    if halt is None and reconciliation.buys_held:
-        halt = Refusal("account_unreconciled", reconciliation.buys_held)
+    orders, rejected, plan, decision, halt = day.orders, day.rejected, day.plan, day.decision, day.halt
+    kelly = decision.inputs
     if halt is not None:
-        # Exits are never held back: a falling book, a halt or a strange account must still sell.
-        orders, rejected = without_buys(orders, rejected, halt)
         context.log.warning(f"no new buys on {context.partition_key}: {halt.name}: {halt.reason}")
     counts = orders["side"].value_counts()
     context.log.info(f"{len(orders)} signals, {len(rejected)} rejected, regime {plan.regime}; {decision.reason}")
@@ -277,6 +273,59 @@ def signals(
             ),
         ],
     )
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    orders: pd.DataFrame
+    rejected: pd.DataFrame
+    plan: SignalPlan
+    decision: KellyDecision
+    halt: Refusal | None  # why no entry may go out today, if none may
+
+
+def plan_day(
+    config: SignalsConfig,
+    *,
+    partition_key: str,
+    candidates: pd.DataFrame,
+    gpt_verdicts: pd.DataFrame,
+    timing_4h: pd.DataFrame,
+    daily_indicators: pd.DataFrame,
+    market_breadth: pd.DataFrame,
+    strategy_stats: pd.DataFrame,
+    positions: pd.DataFrame,
+    cash_krw: float,
+    limits: Limits,
+    recorded_equity: list[float],
+    buys_held: str | None = None,
+) -> DayPlan:
+    """The `signals` value for D from its inputs and the ledger as D's close left it, without Dagster
+    (the asset and the fast backtest): Kelly decision, plan, sizing notes, the book's halts."""
+    decision = config.decide(strategy_stats)
+    params = config.plan_params()
+    if decision.max_fraction is not None:
+        params = replace(params, max_position_fraction=min(params.max_position_fraction, decision.max_fraction))
+    plan = plan_signals(
+        partition_key=partition_key,
+        candidates=candidates,
+        gpt_verdicts=gpt_verdicts,
+        timing_4h=timing_4h,
+        daily_indicators=daily_indicators,
+        market_breadth=market_breadth,
+        positions=positions,
+        cash_krw=cash_krw,
+        kelly_inputs=decision.inputs,
+        params=params,
+    )
+    orders, rejected = apply_decision(plan.orders, plan.rejected, decision)
+    halt = buys_halted(limits, plan.equity_krw, recorded_equity)
+    if halt is None and buys_held:
+        halt = Refusal("account_unreconciled", buys_held)
+    if halt is not None:
+        # Exits are never held back: a falling book, a halt or a strange account must still sell.
+        orders, rejected = without_buys(orders, rejected, halt)
+    return DayPlan(orders, rejected, plan, decision, halt)
 
 
 def with_highest_close_since_entry(

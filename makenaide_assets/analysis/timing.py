@@ -61,6 +61,19 @@ def buy_verdicts(gpt_verdicts: pd.DataFrame) -> pd.DataFrame:
     return gpt_verdicts[(gpt_verdicts["verdict"] == "BUY") & (gpt_verdicts["source"] != "error")]
 
 
+def timing_of(market_data: MarketData, gpt_verdicts: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The `timing_4h` value as of `as_of` (D's close), without Dagster."""
+    rows = []
+    for market in buy_verdicts(gpt_verdicts)["market"]:
+        candles = market_data.candles(market, "minute240", as_of, CANDLES_4H)
+        rows.append({"market": market, **evaluate_4h(candles, as_of=as_of)})
+    frame = pd.DataFrame(rows, columns=TIMING_COLUMNS)
+    # Typed even when empty: an object-typed empty mask would select columns, not rows.
+    frame = frame.astype({"entry_ok": bool, "trend_up": bool, "momentum_up": bool, "rsi_ok": bool})
+    frame["last_candle_utc"] = pd.to_datetime(frame["last_candle_utc"])
+    return frame
+
+
 @dg.asset(
     partitions_def=daily,
     group_name="analysis",
@@ -74,16 +87,8 @@ def timing_4h(
     context: dg.AssetExecutionContext, market_data: MarketData, gpt_verdicts: pd.DataFrame
 ) -> dg.MaterializeResult:
     """4h trend/momentum flags, `entry_ok`, suggested entry and stop for each BUY verdict."""
-    as_of = partition_close(context.partition_key)
-    rows = []
     with retried_unless_permanent():
-        for market in buy_verdicts(gpt_verdicts)["market"]:
-            candles = market_data.candles(market, "minute240", as_of, CANDLES_4H)
-            rows.append({"market": market, **evaluate_4h(candles, as_of=as_of)})
-    frame = pd.DataFrame(rows, columns=TIMING_COLUMNS)
-    # Typed even when empty: an object-typed empty mask would select columns, not rows.
-    frame = frame.astype({"entry_ok": bool, "trend_up": bool, "momentum_up": bool, "rsi_ok": bool})
-    frame["last_candle_utc"] = pd.to_datetime(frame["last_candle_utc"])
+        frame = timing_of(market_data, gpt_verdicts, partition_close(context.partition_key))
     no_candles = frame.loc[frame["reason"] == "no 4h candles", "market"].tolist()
     return dg.MaterializeResult(
         value=frame,

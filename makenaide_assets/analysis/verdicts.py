@@ -150,6 +150,24 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
     return metadata
 
 
+def verdicts_of(
+    analyst: Analyst,
+    partition_key: str,
+    candidates: pd.DataFrame,
+    daily_indicators: pd.DataFrame,
+    daily_candles: pd.DataFrame,
+) -> pd.DataFrame:
+    """The `gpt_verdicts` value for D from `analyst`, without Dagster (the fast backtest's rules analyst)."""
+    rows = []
+    for item in requests_for(partition_key, candidates, daily_indicators, daily_candles):
+        if isinstance(item, tuple):
+            market, reason = item
+            rows.append(_input_error(market, partition_key, reason))
+        else:
+            rows.append(answer_row(item, analyse(analyst, item)))
+    return verdicts_frame(rows)
+
+
 @dg.asset(
     partitions_def=daily,
     group_name="analysis",
@@ -170,14 +188,7 @@ def gpt_verdicts(
 ) -> dg.MaterializeResult:
     """BUY/HOLD/AVOID, confidence and key levels per passed candidate, from GPT (cached, budgeted) or rules."""
     partition_key = context.partition_key
-    rows = []
-    for item in requests_for(partition_key, candidates, daily_indicators, daily_candles):
-        if isinstance(item, tuple):
-            market, reason = item
-            rows.append(_input_error(market, partition_key, reason))
-        else:
-            rows.append(answer_row(item, analyse(analyst, item)))
-    frame = verdicts_frame(rows)
+    frame = verdicts_of(analyst, partition_key, candidates, daily_indicators, daily_candles)
     for row in frame[frame["source"] == "error"].itertuples():
         context.log.warning(f"{row.market}: no verdict, so no buy ({row.error})")
     if frame.empty:

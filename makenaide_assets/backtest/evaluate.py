@@ -57,15 +57,35 @@ def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TRIP_COLUMNS).sort_values(["exit_partition", "market"], ignore_index=True)
 
 
-def entry_sizing(storage: Path, fills: pd.DataFrame) -> pd.DataFrame:
-    """Each executed entry with the Kelly source, action and fraction its `signals` row carried."""
+def on_curve_days(fills: pd.DataFrame, last_day: str) -> pd.DataFrame:
+    """Fills keyed by the day whose equity they move. A stop exit booked under D (kind `stop`) was sold
+    during D+1, after D's `portfolio` valued D: it moves D+1's equity (none after the last day)."""
+    if "kind" not in fills or not (fills["kind"] == "stop").any():
+        return fills
+    moved = fills.copy()
+    stops = moved["kind"] == "stop"
+    next_day = pd.to_datetime(moved.loc[stops, "partition_key"]) + pd.Timedelta(days=1)
+    moved.loc[stops, "partition_key"] = next_day.dt.strftime("%Y-%m-%d")
+    return moved[moved["partition_key"] <= last_day].reset_index(drop=True)
+
+
+def entry_sizing(storage: Path, fills: pd.DataFrame, signals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each executed entry with the Kelly source, action and fraction its `signals` row carried.
+
+    `signals`: every day's signals with `partition_key` and `stats_trades` (the fast engine keeps
+    them); None reads the values the Dagster engine stored under `storage`.
+    """
     entries = fills[fills["side"].isin(["buy", "add"])]
     rows = []
     for partition, group in entries.groupby("partition_key"):
-        signals = pd.read_parquet(storage / "signals" / f"{partition}.parquet")
-        stats = pd.read_parquet(storage / "strategy_stats" / f"{partition}.parquet")
-        sized = group.merge(signals[["market", "side", "kelly_source", "kelly_action", "kelly_fraction"]], how="left")
-        rows.append(sized.assign(stats_trades=int(stats["trades"].iloc[0])))
+        if signals is None:
+            day = pd.read_parquet(storage / "signals" / f"{partition}.parquet")
+            trades = int(pd.read_parquet(storage / "strategy_stats" / f"{partition}.parquet")["trades"].iloc[0])
+        else:
+            day = signals[signals["partition_key"] == partition]
+            trades = int(day["stats_trades"].iloc[0])
+        sized = group.merge(day[["market", "side", "kelly_source", "kelly_action", "kelly_fraction"]], how="left")
+        rows.append(sized.assign(stats_trades=trades))
     if not rows:
         return pd.DataFrame(columns=[*SIZING_COLUMNS, "stats_trades"])
     return pd.concat(rows, ignore_index=True)[[*SIZING_COLUMNS, "stats_trades"]]
@@ -76,7 +96,7 @@ def evaluate(run: BacktestRun, market_data: MarketData, benchmark: str = BENCHMA
     cash = spec.initial_cash_krw
     markets = sorted(set(fills["market"]) | {benchmark})
     closes = daily_closes(market_data, markets, spec.start, spec.end)
-    curve = performance.equity_curve(fills, closes, cash)
+    curve = performance.equity_curve(on_curve_days(fills, spec.end), closes, cash)
     curve["benchmark_krw"] = performance.buy_and_hold(closes[benchmark], cash, FEE_RATE).to_numpy()
     curve["drawdown_pct"] = performance.drawdown(curve["equity_krw"], cash).to_numpy() * 100
     curve = curve.merge(run.days.rename(columns={"partition": "date"}), on="date", how="left")
@@ -91,7 +111,7 @@ def evaluate(run: BacktestRun, market_data: MarketData, benchmark: str = BENCHMA
         benchmark=performance.summarise(bench.assign(exposure=1.0), cash),
         trade_stats=stats_of(fills[fills["side"] == "sell"]),
         trips=round_trips(fills),
-        sizing=entry_sizing(spec.workdir / "storage", fills),
+        sizing=entry_sizing(spec.workdir / "storage", fills, run.signals),
         reconciled_days=int(diff.notna().sum()),
         max_reconcile_diff_krw=float(diff.max()) if diff.notna().any() else 0.0,
     )

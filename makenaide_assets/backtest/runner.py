@@ -40,6 +40,8 @@ class BacktestSpec:
     initial_cash_krw: float = 10_000_000.0
     # Run config per analysis op, e.g. {"signals": {"config": {"min_trades": 5}}}.
     ops_config: Mapping[str, Any] = field(default_factory=dict)
+    # "rules" (offline, reproducible) or "openai" (GPT, Dagster engine only: OPENAI_API_KEY, budgeted).
+    analyst: str = "rules"
 
     def partitions(self) -> list[str]:
         days = pd.date_range(self.start, self.end, freq="D")
@@ -55,6 +57,9 @@ class BacktestRun:
     orders: pd.DataFrame  # every order of the ledger with its fill (status done) or why not
     ledger_equity: pd.DataFrame  # what `portfolio` recorded on the days trading ran
     seconds: float
+    # Every day's signals with partition_key and stats_trades (fast engine); None: in the storage.
+    signals: pd.DataFrame | None = None
+    engine: str = "dagster"
 
     def fills(self) -> pd.DataFrame:
         return self.orders[self.orders["status"] == "done"].reset_index(drop=True)
@@ -68,16 +73,18 @@ def prepare_workdir(workdir: Path, spec: BacktestSpec) -> None:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     recipe = {"start": spec.start, "end": spec.end, "replay_dir": spec.replay_dir, "ops": dict(spec.ops_config)}
+    recipe["analyst"] = spec.analyst
     (workdir / MARKER).write_text(json.dumps(recipe, indent=2, default=str))
 
 
 def sandbox_resources(spec: BacktestSpec) -> dict[str, Any]:
-    """Demo mode's resources, pointed into the workdir. Always the rules analyst: GPT over hundreds
-    of days would spend up to the per-partition budget each day and would not be reproducible."""
+    """Demo mode's resources, pointed into the workdir. The rules analyst unless `spec.analyst` asks
+    for GPT: over hundreds of days it spends up to the per-partition budget each day and is not
+    reproducible (the fast engine refuses it)."""
     ledger = TradingLedger(url=f"sqlite:///{spec.workdir / 'ledger.sqlite'}", initial_cash_krw=spec.initial_cash_krw)
     market_data = ReplayMarketData(replay_dir=spec.replay_dir)
     return {
-        **resources_for("demo", has_openai_key=False),
+        **resources_for("demo", has_openai_key=spec.analyst == "openai"),
         "io_manager": ParquetIOManager(base_path=str(spec.workdir / "storage")),
         "ledger": ledger,
         "market_data": market_data,
@@ -110,16 +117,8 @@ def run_backtest(spec: BacktestSpec, progress: Callable[[str], None] | None = No
     days = pd.DataFrame(rows, columns=DAY_COLUMNS)
     days.to_csv(spec.workdir / "days.csv", index=False)
     ledger: TradingLedger = resources["ledger"]
-    orders = ledger_orders(ledger, days.loc[days["traded"], "partition"])
+    orders = ledger.all_orders()
     orders.to_csv(spec.workdir / "orders.csv", index=False)
     equity = ledger.equity_history(None)
     ledger.engine().dispose()
     return BacktestRun(spec, days, orders, equity, seconds=time.monotonic() - started)
-
-
-def ledger_orders(ledger: TradingLedger, partitions: pd.Series) -> pd.DataFrame:
-    frames = [ledger.fills_for_partition(p).assign(partition_key=p) for p in partitions]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return ledger.fills_for_partition("").assign(partition_key=pd.Series(dtype="object"))
-    return pd.concat(frames, ignore_index=True)

@@ -99,6 +99,17 @@ DAILY_INDICATORS = dg.AssetOut(
 INDICATORS_CHECKS = [INDICATORS_NO_NAN]
 
 
+def universe_candles(
+    market_data: MarketData, universe_thresholds: UniverseThresholds, universe: pd.DataFrame, as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, list[str]]:
+    """The `daily_candles` value as of `as_of` (D's close) and the markets fetched, without Dagster."""
+    markets = universe.loc[universe["passed"], "market"].tolist()
+    fetch = [*markets, *([BENCHMARK_MARKET] if BENCHMARK_MARKET not in markets else [])]
+    frame = market_data.candles_many(fetch, "day", as_of, universe_thresholds.history_days)
+    frame["in_universe"] = frame["market"].isin(markets)
+    return frame, fetch
+
+
 def daily_candles(
     context: dg.AssetExecutionContext,
     market_data: MarketData,
@@ -107,11 +118,7 @@ def daily_candles(
 ) -> dg.MaterializeResult:
     """The `daily_candles` value for D, its metadata and its checks' results."""
     key = context.partition_key
-    as_of = partition_close(key)
-    markets = universe.loc[universe["passed"], "market"].tolist()
-    fetch = [*markets, *([BENCHMARK_MARKET] if BENCHMARK_MARKET not in markets else [])]
-    frame = market_data.candles_many(fetch, "day", as_of, universe_thresholds.history_days)
-    frame["in_universe"] = frame["market"].isin(markets)
+    frame, fetch = universe_candles(market_data, universe_thresholds, universe, partition_close(key))
     counts = frame.groupby("market").size()
     first, last = frame["candle_date_time_utc"].min(), frame["candle_date_time_utc"].max()
     ohlc = quality.ohlc_violations(
@@ -146,11 +153,16 @@ def _result(spec: dg.AssetCheckSpec, found: quality.Found) -> dg.AssetCheckResul
     return check_result(spec, markets, **details)
 
 
+def indicators_of(daily_candles: pd.DataFrame) -> pd.DataFrame:
+    """The `daily_indicators` value from D's `daily_candles`, without Dagster."""
+    in_universe = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
+    btc = daily_candles[daily_candles["market"] == BENCHMARK_MARKET].drop(columns=["market", "in_universe"])
+    return indicator_snapshot(in_universe, btc.reset_index(drop=True))
+
+
 def daily_indicators(daily_candles: pd.DataFrame) -> dg.MaterializeResult:
     """The `daily_indicators` value for D, its metadata and its check's result."""
-    universe_candles = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
-    btc = daily_candles[daily_candles["market"] == BENCHMARK_MARKET].drop(columns=["market", "in_universe"])
-    frame = indicator_snapshot(universe_candles, btc.reset_index(drop=True))
+    frame = indicators_of(daily_candles)
     short = frame[frame["insufficient_history"] != ""]
     short_table = short[["market", "history_days", "insufficient_history"]]
     return dg.MaterializeResult(

@@ -83,6 +83,16 @@ UNIVERSE = dg.AssetOut(
 CHECKS = [STABLE]
 
 
+def universe_frame(
+    market_data: MarketData, universe_thresholds: UniverseThresholds, tickers: pd.DataFrame, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """The `universe` value as of `as_of` (D's close), without Dagster: the asset and the fast backtest."""
+    eligible = tickers.loc[tickers["excluded_reason"] == "", "market"].tolist()
+    months = {m: len(market_data.candles(m, "month", as_of, _MONTHS_FETCHED)) for m in eligible}
+    values = market_data.trade_values_24h(eligible, as_of) if eligible else pd.Series(dtype="float64")
+    return screen_universe(tickers, pd.Series(months, dtype="int64"), values, universe_thresholds)
+
+
 def universe(
     context: dg.AssetExecutionContext,
     market_data: MarketData,
@@ -90,11 +100,7 @@ def universe(
     tickers: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """The `universe` value for D, its metadata and its check's result."""
-    as_of = partition_close(context.partition_key)
-    eligible = tickers.loc[tickers["excluded_reason"] == "", "market"].tolist()
-    months = {m: len(market_data.candles(m, "month", as_of, _MONTHS_FETCHED)) for m in eligible}
-    values = market_data.trade_values_24h(eligible, as_of) if eligible else pd.Series(dtype="float64")
-    frame = screen_universe(tickers, pd.Series(months, dtype="int64"), values, universe_thresholds)
+    frame = universe_frame(market_data, universe_thresholds, tickers, partition_close(context.partition_key))
     passed = int(frame["passed"].sum())
     traded = float(frame.loc[frame["passed"], "trade_value_krw"].sum())
     context.log.info(f"universe {context.partition_key}: {passed} of {len(frame)} tickers passed")

@@ -168,9 +168,18 @@ def evaluate_candidates(
     candles: pd.DataFrame, indicators: pd.DataFrame, params: CandidateParams = CandidateParams()
 ) -> pd.DataFrame:
     """One row per indicators row: inputs, one boolean per rule, score, passed, failed_rules, reason."""
+    rs_rank = indicators["rs_vs_btc"].rank(pct=True) * 100
+    return judge_candidates(indicators, rs_rank, pattern_features(candles, params.patterns), params)
+
+
+def judge_candidates(
+    indicators: pd.DataFrame, rs_rank: pd.Series, features: pd.DataFrame, params: CandidateParams = CandidateParams()
+) -> pd.DataFrame:
+    """`evaluate_candidates` from its parts: the day's indicators, each row's relative-strength
+    percentile among the day's markets, and the pattern features by market (index). Rows of several
+    days at once give each day's rows as that day's call would (the fast backtest)."""
     frame = indicators[["market", "date", *RULE_INPUTS, "insufficient_history"]].copy()
-    frame["rs_rank"] = frame["rs_vs_btc"].rank(pct=True) * 100
-    features = pattern_features(candles, params.patterns)
+    frame["rs_rank"] = rs_rank
     frame = frame.merge(features, how="left", left_on="market", right_index=True)
     short = frame["insufficient_history"].fillna("").map(lambda s: [c for c in s.split(",") if c in RULE_INPUTS])
     needed = [*RULE_INPUTS, *FEATURE_INPUTS]

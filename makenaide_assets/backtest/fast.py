@@ -1,0 +1,522 @@
+"""The fast backtest engine: the pipeline's own functions over a range of days in one process.
+
+Not a second strategy: every value a day of the Dagster engine materialises is computed here by
+the function its asset calls (market/universe.py `universe_frame`, market/indicators.py
+`universe_candles` and `indicators_of`, analysis/candidates.py `candidates_of`, the rules analyst
+through analysis/verdicts.py `verdicts_of`, analysis/timing.py `timing_of`, analysis/
+strategy_stats.py `stats_frame`, analysis/signals.py `plan_day`), from the same replay and the
+same demo-mode settings; what Dagster adds per day (runs, events, Parquet round trips, SQL) is
+left out. The ledger is `strategy/paper_book.py` (the SQL ledger's accounting and cut-offs), the
+broker's paper fills are PaperBroker's rules (`execute`), and the stop watch between daily runs
+is `strategy/intraday.py` (`watch_stops`). The blocking checks that can stop a day are evaluated
+too, so a day the Dagster engine would not trade is not traded here either.
+
+What it cannot reproduce it refuses (`FastEngineRefusal`): GPT verdicts (an answer per call, not
+a function of the data), and run config of any op other than `signals` and `strategy_stats`.
+`makenaide_assets_tests/backtest/test_fast_engine.py` holds both engines' trades and equity equal.
+"""
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from makenaide_assets.analysis.breadth import btc_row
+from makenaide_assets.analysis.candidates import candidates_of, inputs_sane
+from makenaide_assets.analysis.signals import SignalsConfig, plan_day, signal_checks, with_highest_close_since_entry
+from makenaide_assets.analysis.strategy_stats import StrategyStatsConfig, stats_frame
+from makenaide_assets.analysis.timing import timing_of
+from makenaide_assets.analysis.verdicts import verdicts_of
+from makenaide_assets.backtest.day_data import DayData
+from makenaide_assets.backtest.runner import DAY_COLUMNS, BacktestRun, BacktestSpec, prepare_workdir
+from makenaide_assets.market import quality
+from makenaide_assets.market.indicators import BENCHMARK_MARKET, indicators_of
+from makenaide_assets.market.tickers import mark_exclusions
+from makenaide_assets.resources.analyst import RulesAnalyst
+from makenaide_assets.resources.broker import PAPER_SLIPPAGE_BPS
+from makenaide_assets.resources.ledger import identifier_for_signal, order_identifier
+from makenaide_assets.resources.market_data import ReplayMarketData, ReplayOutOfRange
+from makenaide_assets.resources.modes import resources_for
+from makenaide_assets.resources.trading_limits import TradingLimits
+from makenaide_assets.strategy.breadth import market_breadth as read_thermometer
+from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.candles import MalformedMarketData
+from makenaide_assets.strategy.exits import ExitParams
+from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS, indicator_snapshot, pattern_features
+from makenaide_assets.strategy.intraday import first_crossing, watch_levels
+from makenaide_assets.strategy.limits import Limits, cap_buy, outside_band, sells_halted
+from makenaide_assets.strategy.paper_book import DAILY, STOP, Cut, PaperBook, paper_fill, slipped_price
+from makenaide_assets.strategy.rules import CandidateParams, judge_candidates
+from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
+from makenaide_assets.trading.portfolio import CASH_MARKET, mark_to_market
+
+# Run config the fast engine reproduces: the ops whose config is a function's parameters here.
+SUPPORTED_OPS = {"signals": SignalsConfig, "strategy_stats": StrategyStatsConfig}
+ORDER_COLUMNS = [
+    "identifier", "market", "side", "price", "volume", "fee", "krw_value", "status", "reason", "status_reason",
+    "executed_at", "realized_pnl_krw", "ref_price", "requested_krw", "requested_volume", "broker", "exchange_uuid",
+    "partition_key", "kind", "triggered_at",
+]  # fmt: skip
+SIGNAL_COLUMNS = ["partition_key", "market", "side", "kelly_source", "kelly_action", "kelly_fraction", "stats_trades"]
+EQUITY_COLUMNS = ["partition_key", "cash_krw", "positions_value_krw", "equity_krw"]
+# Days whose indicators and candidates are computed together (memory: days × markets × 400 candles).
+PREPARE_DAYS = 32
+# The 4-hour candles of one UTC day: the stop watch after D reads D+1's.
+CANDLES_PER_DAY = 6
+
+
+class FastEngineRefusal(ValueError):
+    """The fast engine cannot reproduce what was asked; the message says what and what to use instead."""
+
+
+def refuse_unsupported(spec: BacktestSpec) -> None:
+    """Say no, clearly, to what only the Dagster engine runs, rather than approximate it."""
+    if spec.analyst != "rules":
+        raise FastEngineRefusal(
+            f"analyst {spec.analyst!r}: GPT verdicts cannot be reproduced by the fast engine (each is an API answer, "
+            "not a function of the data); use --engine dagster, or the rules analyst"
+        )
+    unknown = sorted(set(spec.ops_config) - set(SUPPORTED_OPS))
+    if unknown:
+        raise FastEngineRefusal(
+            f"run config for {unknown}: the fast engine takes config only for {sorted(SUPPORTED_OPS)}; "
+            "use --engine dagster for the rest"
+        )
+    for op, config in spec.ops_config.items():
+        extra = sorted(set(config) - {"config"})
+        if extra:
+            raise FastEngineRefusal(f"run config of {op}: only 'config' is reproduced, not {extra}")
+
+
+def _config(spec: BacktestSpec, op: str) -> Any:
+    return SUPPORTED_OPS[op](**dict(spec.ops_config.get(op, {}).get("config", {})))
+
+
+@dataclass
+class Day:
+    """What the Dagster engine's runner records per partition (runner.DAY_COLUMNS)."""
+
+    partition: str
+    analysis_ok: bool = False
+    signal_count: int = 0
+    traded: bool = False
+    trading_ok: bool | None = None
+    analysis_s: float = 0.0
+    trading_s: float = 0.0
+    error: str | None = None
+    signals: pd.DataFrame | None = None
+    stats_trades: int = 0
+    indicators: pd.DataFrame | None = None
+    reported: bool = False  # a trading or report run would have run: equity recorded, stops watched
+
+    def row(self) -> dict[str, Any]:
+        return {column: getattr(self, column) for column in DAY_COLUMNS}
+
+
+@dataclass
+class Prepared:
+    """A day's analysis up to `candidates`: it depends on the recording only, not on the book."""
+
+    universe: pd.DataFrame | None = None
+    indicators: pd.DataFrame | None = None
+    candidates: pd.DataFrame | None = None
+    error: str | None = None
+
+
+@dataclass
+class FastEngine:
+    spec: BacktestSpec
+    market_data: ReplayMarketData
+    book: PaperBook
+    limits: Limits
+    signals_config: SignalsConfig
+    stats_config: StrategyStatsConfig
+    resources: dict[str, Any]
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    equity: list[dict[str, Any]] = field(default_factory=list)
+    slippage_bps: float = PAPER_SLIPPAGE_BPS
+    fee_rate: float = FEE_RATE
+
+    _tickers: pd.DataFrame | None = None
+    _day_data: DayData | None = None
+
+    def tickers(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        """`tickers` of D: the recording's market list with the blacklist marked, the same list every
+        day of a replay; `markets` still says, per day, when D lies outside the recording."""
+        if self._tickers is None:
+            markets = self.market_data.markets(as_of)  # raises ReplayOutOfRange outside the recording
+            self._tickers = mark_exclusions(markets, self.resources["blacklist"].entries())
+            self._day_data = DayData(self.market_data, self._tickers["market"].tolist())
+        else:
+            self.day_data.within_recording(as_of, self.market_data.replay_dir)
+        return self._tickers
+
+    @property
+    def day_data(self) -> DayData:
+        assert self._day_data is not None, "tickers() reads the market list first"
+        return self._day_data
+
+    # ---- analysis_job: tickers … candidates, for many days at once ------------------------------
+    def prepare(self, keys: list[str]) -> dict[str, Prepared]:
+        """tickers → universe → daily_candles (and their blocking checks) per day, then the indicator
+        snapshot and the candidates of every day in one computation: each window of candles is its
+        own column of `indicator_snapshot`'s matrices, so a day's rows are its own call's. A day with
+        fewer than two universe markets runs its own call (NumPy sums one column in another order)."""
+        thresholds = self.resources["universe_thresholds"]
+        prepared, batch = {key: Prepared() for key in keys}, []
+        for key in keys:
+            day = prepared[key]
+            try:
+                tickers = self.tickers(partition_close(key))
+            except (ReplayOutOfRange, MalformedMarketData) as exc:
+                day.error = f"market: {exc}"
+                continue
+            if tickers.empty or tickers["market"].duplicated().any():
+                day.error = "failed checks: tickers_well_formed"
+                continue
+            data = self.day_data
+            day.universe = data.universe(tickers, thresholds, key)
+            markets = day.universe.loc[day.universe["passed"], "market"].tolist()
+            fetch = [*markets, *([BENCHMARK_MARKET] if BENCHMARK_MARKET not in markets else [])]
+            failed = [
+                name
+                for name, found in (
+                    ("daily_candles_ohlc_sane", data.bad_ohlc(fetch, key, thresholds.history_days)),
+                    ("daily_candles_fresh", data.stale(fetch, key)),
+                )
+                if found
+            ]
+            if failed:
+                day.error = f"failed checks: {', '.join(failed)}"
+            elif len(markets) > 1:
+                batch.append((key, markets))
+            else:
+                candles, _ = data.candles(day.universe, thresholds, key)
+                day.indicators = indicators_of(candles)
+                day.candidates = candidates_of(candles, day.indicators)
+        if batch:
+            self._prepare_together(batch, prepared, thresholds.history_days)
+        for day in prepared.values():
+            if day.indicators is None or day.error:
+                continue
+            if quality.unexplained_nans(day.indicators, REQUIRED_COLUMNS)[0]:
+                day.error = "failed checks: daily_indicators_no_unexplained_nan"
+            elif day.candidates["passed"].any() and not inputs_sane(day.candidates).passed:
+                day.error = "failed checks: candidates_inputs_sane"
+        return prepared
+
+    def _prepare_together(
+        self, batch: list[tuple[str, list[str]]], prepared: dict[str, Prepared], history_days: int
+    ) -> None:
+        data = self.day_data
+        stacked = data.stacked(batch, history_days)
+        btc = data.day.get(BENCHMARK_MARKET)
+        btc_frame = pd.DataFrame(
+            {
+                "candle_date_time_utc": btc.starts if btc else np.array([], dtype="datetime64[ns]"),
+                "trade_price": btc.columns["trade_price"] if btc else np.array([], dtype="float64"),
+            }
+        )
+        indicators = indicator_snapshot(stacked, btc_frame)
+        keys = indicators["market"].str.slice(0, 10)
+        rs_rank = indicators.groupby(keys)["rs_vs_btc"].rank(pct=True) * 100
+        candidates = judge_candidates(indicators, rs_rank, pattern_features(stacked, CandidateParams().patterns))
+        markets = indicators["market"].str.slice(11)
+        indicators["market"], candidates["market"] = markets, markets.to_numpy()
+        bounds = np.flatnonzero(np.r_[True, keys.to_numpy()[1:] != keys.to_numpy()[:-1], True])
+        for a, b in itertools.pairwise(bounds):
+            day = prepared[keys.iloc[a]]
+            day.indicators = indicators.iloc[a:b].reset_index(drop=True)
+            day.candidates = candidates.iloc[a:b].reset_index(drop=True)
+
+    # ---- analysis_job: … signals, on the book as D's close left it ------------------------------
+    def analyse(self, day: Day, prepared: Prepared) -> None:
+        key, md = day.partition, self.market_data
+        if prepared.error is not None:
+            day.error = prepared.error
+            return
+        before = Cut(key)
+        positions = self.book.open_positions(before)
+        candidates, indicators = prepared.candidates, prepared.indicators
+        day.reported, day.analysis_ok, day.indicators = True, True, indicators
+        passed = candidates.loc[candidates["passed"], "market"]
+        if passed.empty and positions.empty:
+            return  # nothing to buy, nothing held: no signal, whatever the book and the regime
+        as_of = partition_close(key)
+        candles, _ = self.day_data.candles(prepared.universe, self.resources["universe_thresholds"], key)
+        breadth = pd.DataFrame([{"date": key, **read_thermometer(indicators, btc_row(indicators, candles))}])
+        asked = candles[candles["market"].isin(set(passed))]
+        verdicts = verdicts_of(RulesAnalyst(), key, candidates, indicators, asked)
+        timing = timing_of(md, verdicts, as_of)
+        stats = stats_frame(self.book.closed_trades(before), key, self.stats_config.window_days)
+        cash = self.book.cash_krw(before)
+        recorded = [e["equity_krw"] for e in self.equity if e["partition_key"] < key]
+        plan = plan_day(
+            self.signals_config,
+            partition_key=key,
+            candidates=candidates,
+            gpt_verdicts=verdicts,
+            timing_4h=timing,
+            daily_indicators=indicators,
+            market_breadth=breadth,
+            strategy_stats=stats,
+            positions=with_highest_close_since_entry(positions, md, key),
+            cash_krw=cash,
+            limits=self.limits,
+            recorded_equity=recorded,
+        )
+        day.signals = plan.orders
+        day.signal_count, day.stats_trades = len(plan.orders), int(stats["trades"].iloc[0])
+        checks = signal_checks(plan.orders, cash, self.signals_config, plan.decision) if len(plan.orders) else []
+        failed = [c.check_name for c in checks if not c.passed]
+        day.analysis_ok = not failed
+        day.error = f"failed checks: {', '.join(failed)}" if failed else None
+
+    # ---- trading_job (fills, portfolio) or report_job (portfolio) ------------------------------
+    def trade(self, day: Day) -> None:
+        """PaperBroker.execute of the day's signals, sells first (the cash they free may pay a buy)."""
+        key = day.partition
+        bought = 0.0
+        records = day.signals.to_dict("records") if day.signals is not None else []
+        for signal in sorted(records, key=lambda row: 0 if row["side"] == "sell" else 1):
+            fill = self._execute(signal, key, bought)
+            if fill is not None and fill["side"] != "sell":
+                bought += fill["krw_value"]
+
+    def _execute(self, signal: dict[str, Any], key: str, bought_today: float) -> dict[str, Any] | None:
+        market, side = str(signal["market"]), str(signal["side"])
+        identifier = identifier_for_signal(key, signal)
+        order = {
+            "identifier": identifier, "market": market, "side": side, "status": "skipped",
+            "reason": None if pd.isna(signal.get("reason")) else str(signal.get("reason")),
+            "ref_price": _number(signal.get("price")), "requested_krw": _number(signal.get("krw_amount")),
+            "requested_volume": _number(signal.get("volume")), "broker": "paper", "partition_key": key, "kind": DAILY,
+        }  # fmt: skip
+        self.orders.append(order)
+        quote = self.market_data.first_price_after(market, partition_close(key))
+        if side in ("buy", "add"):
+            krw = _number(signal.get("krw_amount"))
+            if krw is None or krw <= 0:
+                return _skip(order, "no_amount", f"{side} signal without a positive krw_amount")
+            if krw < MIN_ORDER_KRW:
+                return _skip(order, "under_min_total", f"{krw:,.0f} KRW is below Upbit's minimum order")
+            if self.limits.halt:
+                return _skip(order, "operator_halt", f"halt switch: {self.limits.halt}")
+            band = outside_band(self.limits, _number(signal.get("price")), None if quote is None else quote[1])
+            if band is not None:
+                return _skip(order, band.name, band.reason)
+            cash = self.book.cash_krw(Cut(key, own_orders=True))
+            capped = cap_buy(self.limits, krw, bought_today, cash, self.fee_rate)
+            if capped.krw < MIN_ORDER_KRW:
+                name = "insufficient_cash" if capped.binding == "cash" else "over_limit"
+                return _skip(order, name, f"{capped.note}, below Upbit's minimum order")
+            order["requested_krw"] = capped.krw
+            if capped.note is not None:
+                order["status_reason"] = capped.note
+            amount: dict[str, float] = {"krw_amount": capped.krw}
+        elif side == "sell":
+            if (halted := sells_halted(self.limits)) is not None:
+                return _skip(order, halted.name, halted.reason)
+            volume = _number(signal.get("volume"))
+            if volume is None or volume <= 0:
+                return _skip(order, "no_volume", "sell signal without a positive volume")
+            held = self.book.open_positions(Cut(key, own_orders=True)).set_index("market")
+            if market not in held.index:
+                return _skip(order, "no_position", f"the ledger holds no {market}")
+            volume = round_volume(min(volume, float(held.at[market, "volume"])))
+            if volume <= 0:
+                return _skip(order, "no_volume", f"the {market} position rounds to zero volume")
+            order["requested_volume"] = volume
+            if quote is not None and volume * slipped_price(quote[1], side, self.slippage_bps) < MIN_ORDER_KRW:
+                return _skip(order, "under_min_total", f"{volume} {market} is below the minimum")
+            amount = {"volume": volume}
+        else:
+            order["status"] = "refused"
+            return None
+        if quote is None:
+            return _skip(order, "no_price", f"no {market} price at or after {partition_close(key)}")
+        executed_at, price = quote[0], slipped_price(quote[1], side, self.slippage_bps)
+        volume, fee = paper_fill(side, price, self.fee_rate, **amount)
+        fill = self.book.book(
+            identifier, partition_key=key, market=market, side=side, price=price, volume=volume, fee=fee,
+            executed_at=executed_at,
+        )  # fmt: skip
+        order.update(status="done", **{k: fill[k] for k in ("price", "volume", "fee", "krw_value", "executed_at")})
+        order["realized_pnl_krw"] = fill["realized_pnl_krw"]
+        return fill
+
+    def value(self, day: Day) -> None:
+        """`portfolio`: the book after D's orders valued at D's close (at cost without one); equity recorded."""
+        key = day.partition
+        cut = Cut(key, own_orders=True)
+        positions = self.book.open_positions(cut)
+        closes: dict[str, float | None] = {}
+        for market in positions["market"]:
+            candle = self.market_data.candles(market, "day", partition_close(key), 1)
+            fresh = not candle.empty and candle["candle_date_time_utc"].iloc[-1] == pd.Timestamp(key)
+            closes[market] = float(candle["trade_price"].iloc[-1]) if fresh else None
+        cash = self.book.cash_krw(cut)
+        frame = mark_to_market(positions, closes, cash)
+        value = float(frame.loc[frame["market"] != CASH_MARKET, "value_krw"].sum())
+        self.equity.append(
+            {"partition_key": key, "cash_krw": cash, "positions_value_krw": value, "equity_krw": cash + value}
+        )
+
+    # ---- the stop watch between D's trading run and D+1's analysis ------------------------------
+    def watch_stops(self, day: Day, exits: ExitParams) -> None:
+        """Every position held after D's fills, watched against D+1's 4-hour candles; a crossing is sold
+        by the paper broker at the rule's price (slippage against us), booked under D as a stop exit."""
+        key, md = day.partition, self.market_data
+        close = partition_close(key)
+        positions = with_highest_close_since_entry(self.book.open_positions(Cut(key, own_orders=True)), md, key)
+        indicators = day.indicators.set_index("market") if day.indicators is not None else pd.DataFrame()
+        for pos in positions.itertuples(index=False):
+            candles = md.candles(pos.market, "minute240", close + pd.Timedelta(days=1), CANDLES_PER_DAY)
+            candles = candles[candles["candle_date_time_utc"] >= close]
+            if candles.empty:
+                continue  # no 4-hour candles recorded: the daily rule only
+            row = indicators.loc[pos.market] if pos.market in indicators.index else None
+            levels = watch_levels(
+                pos.market,
+                float(pos.volume),
+                float(pos.avg_price),
+                float(pos.highest_price),
+                None if row is None else _number(row["close"]),
+                None if row is None else _number(row["atr14"]),
+                exits,
+            )
+            prices = pd.DataFrame(
+                {
+                    "at": candles["candle_date_time_utc"],
+                    "open": candles["opening_price"],
+                    "high": candles["high_price"],
+                    "low": candles["low_price"],
+                }
+            )
+            crossing = first_crossing(levels, prices)
+            if crossing is not None:
+                self._stop_exit(key, pos.market, float(pos.volume), crossing)
+
+    def _stop_exit(self, key: str, market: str, held: float, crossing: Any) -> None:
+        identifier = order_identifier(key, market, "sell", f"{market}|sell|stop")
+        price = slipped_price(crossing.price, "sell", self.slippage_bps)
+        volume, fee = paper_fill("sell", price, self.fee_rate, volume=held)
+        order = {
+            "identifier": identifier, "market": market, "side": "sell", "status": "skipped", "reason": crossing.reason,
+            "ref_price": crossing.price, "requested_volume": volume, "broker": "paper", "partition_key": key,
+            "kind": STOP, "triggered_at": crossing.at,
+        }  # fmt: skip
+        self.orders.append(order)
+        if volume <= 0 or volume * price < MIN_ORDER_KRW:
+            _skip(order, "under_min_total", f"{volume} {market} is below the minimum")
+            return
+        fill = self.book.book(
+            identifier, partition_key=key, market=market, side="sell", price=price, volume=volume, fee=fee,
+            executed_at=crossing.at, kind=STOP,
+        )  # fmt: skip
+        order.update(status="done", **{k: fill[k] for k in ("price", "volume", "fee", "krw_value", "executed_at")})
+        order["realized_pnl_krw"] = fill["realized_pnl_krw"]
+
+
+def _skip(order: dict[str, Any], name: str, reason: str) -> None:
+    order.update(status="skipped", status_reason=f"{name}: {reason}")
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def run_fast(spec: BacktestSpec, progress: Callable[[str], None] | None = None) -> BacktestRun:
+    """The backtest of `spec` through the fast engine: the same outputs as `runner.run_backtest`."""
+    refuse_unsupported(spec)
+    prepare_workdir(spec.workdir, spec)
+    started = time.monotonic()
+    limits, warning = TradingLimits().resolve()
+    if warning and progress is not None:
+        progress(warning)
+    signals_config = _config(spec, "signals")
+    engine = FastEngine(
+        spec=spec,
+        market_data=ReplayMarketData(replay_dir=spec.replay_dir),
+        book=PaperBook(spec.initial_cash_krw),
+        limits=limits,
+        signals_config=signals_config,
+        stats_config=_config(spec, "strategy_stats"),
+        resources=resources_for("demo", has_openai_key=False),
+    )
+    exits = signals_config.plan_params().exits
+    days: list[Day] = []
+    partitions = spec.partitions()
+    prepared: dict[str, Prepared] = {}
+    for i, partition in enumerate(partitions, 1):
+        day = Day(partition)
+        t0 = time.monotonic()
+        if partition not in prepared:
+            chunk = partitions[i - 1 : i - 1 + PREPARE_DAYS]
+            prepared = engine.prepare(chunk)
+            share = (time.monotonic() - t0) / len(chunk)  # each day's part of the shared computation
+            t0 = time.monotonic()
+        engine.analyse(day, prepared[partition])
+        t1 = time.monotonic()
+        day.analysis_s = share + t1 - t0
+        if day.reported:
+            day.traded = day.analysis_ok and day.signal_count > 0
+            if day.traded:
+                engine.trade(day)
+            engine.value(day)
+            engine.watch_stops(day, exits)
+            day.trading_ok = True
+            day.trading_s = time.monotonic() - t1
+        days.append(day)
+        if progress is not None and (partition.endswith("-01") or i == len(partitions)):
+            progress(_month_line(days, engine, i, len(partitions), time.monotonic() - started))
+    return _run_of(spec, days, engine, time.monotonic() - started)
+
+
+def _month_line(days: list[Day], engine: FastEngine, i: int, n: int, seconds: float) -> str:
+    done = [o for o in engine.orders if o["status"] == "done"]
+    equity = engine.equity[-1]["equity_krw"] if engine.equity else engine.spec.initial_cash_krw
+    failed = sum(not d.analysis_ok for d in days)
+    return (
+        f"[{i}/{n}] {days[-1].partition}: equity {equity:,.0f} KRW, {len(done)} fills so far"
+        + (f", {failed} days not analysed" if failed else "")
+        + f" ({seconds:.1f}s)"
+    )
+
+
+def _run_of(spec: BacktestSpec, days: list[Day], engine: FastEngine, seconds: float) -> BacktestRun:
+    frame = pd.DataFrame([d.row() for d in days], columns=DAY_COLUMNS)
+    frame.to_csv(spec.workdir / "days.csv", index=False)
+    orders = pd.DataFrame(engine.orders, columns=ORDER_COLUMNS)
+    for column in ("price", "volume", "fee", "krw_value", "realized_pnl_krw", "ref_price"):
+        orders[column] = orders[column].astype("float64")
+    orders["executed_at"] = pd.to_datetime(orders["executed_at"])
+    orders["triggered_at"] = pd.to_datetime(orders["triggered_at"])
+    orders.to_csv(spec.workdir / "orders.csv", index=False)
+    signals = [
+        d.signals.assign(partition_key=d.partition, stats_trades=d.stats_trades)
+        for d in days
+        if d.signals is not None and len(d.signals)
+    ]
+    sized = pd.concat(signals, ignore_index=True)[SIGNAL_COLUMNS] if signals else None
+    return BacktestRun(
+        spec,
+        frame,
+        orders,
+        pd.DataFrame(engine.equity, columns=EQUITY_COLUMNS),
+        seconds,
+        signals=sized if sized is not None else pd.DataFrame(columns=SIGNAL_COLUMNS),
+        engine="fast",
+    )
