@@ -61,6 +61,8 @@ def run(argv: list[str] | None = None) -> int:
             line += f"; trading {'ok' if day.trading_ok else 'FAILED'}"
         for _ in day.reported:
             line += f"; valued and reported{'' if day.trading_ok else ' (FAILED)'}"
+        if day.stopped:
+            line += f"; stop watch sold {', '.join(day.stopped)}"
         if (day.traded or day.reported) and not day.trading_ok:
             failures.append(f"{partition} (trading or report)")
         print(f"{line} ({day.analysis_s + day.trading_s:.1f}s)", flush=True)

@@ -18,8 +18,8 @@ ANALYSIS_ASSETS = [
     "strategy_stats",
     "signals",
 ]
-TRADING_ASSETS = ["fills", "portfolio", "daily_report"]
-REPORT_ASSETS = ["portfolio", "daily_report"]
+TRADING_ASSETS = ["fills", "portfolio", "stop_levels", "daily_report"]
+REPORT_ASSETS = ["portfolio", "stop_levels", "daily_report"]
 
 # Partitioning comes from the selected assets; the executor from Definitions (in-process: see
 # definitions.py).
@@ -37,7 +37,7 @@ trading_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*TRADING_ASSETS),
     # A hung trading run would also hold the one trading slot: failed after 30 minutes, and notified.
     tags={"makenaide/trading": "true", "dagster/max_runtime": str(30 * 60)},
-    description="fills → portfolio → daily_report for one partition; started only by signals_sensor.",
+    description="fills → portfolio → stop_levels, daily_report for one partition; started only by signals_sensor.",
 )
 
 # Every day is valued and reported, signals or not: on a day without orders (or whose signals may
@@ -46,7 +46,17 @@ report_job = dg.define_asset_job(
     name="report_job",
     selection=dg.AssetSelection.assets(*REPORT_ASSETS),
     tags={"makenaide/trading": "true", "dagster/max_runtime": str(30 * 60)},
-    description="portfolio → daily_report for a day nothing is traded; started only by signals_sensor.",
+    description="portfolio → stop_levels, daily_report for a day nothing is traded; started only by signals_sensor.",
+)
+
+# A stop or take-profit crossed between two daily runs (trading/stop_watch.py). The trading tag
+# shares the one trading slot of a QueuedRunCoordinator; its own tag keeps it apart from the day's
+# trading run in the run records `signals_sensor` reads.
+stop_exit_job = dg.define_asset_job(
+    name="stop_exit_job",
+    selection=dg.AssetSelection.assets("stop_exits"),
+    tags={"makenaide/trading": "true", "makenaide/stop_watch": "true", "dagster/max_runtime": str(10 * 60)},
+    description="stop_exits for the partition whose book is watched; started only by stop_watch_sensor.",
 )
 
 

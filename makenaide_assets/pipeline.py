@@ -11,17 +11,18 @@ from typing import Any
 import dagster as dg
 
 from makenaide_assets.analysis import breadth_candidates, freshness, signals, strategy_stats, timing, verdicts
-from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, trading_job
+from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, stop_exit_job, trading_job
 from makenaide_assets.market import step as market_step
 from makenaide_assets.resources.check_catalog import CheckCatalog
-from makenaide_assets.trading import fills, monthly, portfolio, report
+from makenaide_assets.trading import fills, monthly, portfolio, report, stop_watch
 from makenaide_assets.trading.sensors import run_failure_notifier, signals_sensor
+from makenaide_assets.trading.stop_watch import stop_watch_sensor
 
 # `market_step` holds tickers → daily_indicators and `breadth_candidates` market_breadth and
 # candidates, each a step producing several assets (market/step.py).
 PIPELINE_MODULES = [
     market_step, breadth_candidates, verdicts, timing, strategy_stats, signals, freshness,
-    fills, portfolio, report,
+    fills, portfolio, report, stop_watch,
 ]  # fmt: skip
 # Monthly partitions: loaded beside the pipeline, kept out of `check_catalog`, which lists the checks
 # of one daily partition D for its daily report.
@@ -44,10 +45,10 @@ def pipeline_definitions(resources: Mapping[str, Any], extra_modules: Sequence[A
     return dg.Definitions(
         assets=[*assets, *dg.load_assets_from_modules(MONTHLY_MODULES)],
         asset_checks=checks,
-        jobs=[analysis_job, trading_job, report_job, monthly.monthly_report_job],
+        jobs=[analysis_job, trading_job, report_job, stop_exit_job, monthly.monthly_report_job],
         schedules=[analysis_schedule, monthly.monthly_report_schedule],
         # Nothing fails silently: a failed run, and a day not analysed by its deadline (freshness.py).
-        sensors=[signals_sensor, run_failure_notifier, *freshness.SENSORS],
+        sensors=[signals_sensor, stop_watch_sensor, run_failure_notifier, *freshness.SENSORS],
         # Also for ad-hoc `dagster asset materialize` runs: one partition's analysis is a chain of
         # small pandas steps, and the multiprocess executor pays a Python start-up and a Dagster
         # import per step (benchmarks/executor.py: 8.7 s in-process against 117 s).

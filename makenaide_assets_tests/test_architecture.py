@@ -23,10 +23,10 @@ ALLOWED: dict[str, set[str]] = {
     "testing": {"strategy"},
     "market": {"strategy", "resources", "partitions", "settings"},
     "analysis": {"strategy", "resources", "partitions", "settings", "market"},
-    "trading": {"strategy", "resources", "partitions", "settings", "market", "jobs"},
+    "trading": {"strategy", "resources", "partitions", "settings", "market", "analysis", "jobs"},
     "jobs": {"partitions"},
     "pipeline": {"market", "analysis", "trading", "resources", "jobs"},
-    "days": set(),
+    "days": {"strategy"},
     # The fast engine runs the analysis assets' own functions (backtest/fast.py).
     "backtest": {
         "strategy",

@@ -39,6 +39,7 @@ ACCESS_KEY = "rehearsal-access-key-local-exchange-only"
 SECRET_KEY = "rehearsal-secret-key-local-exchange-only"
 RUN_AT = pd.Timedelta(hours=0, minutes=5)  # 09:05 KST, the schedule's time
 MANUAL_AT = pd.Timedelta(minutes=2)
+WATCH_EVERY = pd.Timedelta(hours=4)  # the stop watch's ticks between two daily runs
 # Upbit allows 10 quotation requests a second per group; the local one 100, and the client paces
 # to it by the same code: a rehearsal day is then not ten seconds of waiting for the rate limit.
 REQUESTS_PER_SECOND = 100
@@ -94,7 +95,14 @@ def rehearse(spec: RehearsalSpec, say: Callable[[str], None] = print) -> Report:
             markets = [m["market"] for m in server.answers.market_all(False)]
             events = plan_events(days, spec.manual_events, markets, spec.seed)
             instance = dg.DagsterInstance.get()
-            runner = DayRunner.from_instance_cursor(_definitions(broker, server.url, spec.workdir), instance)
+            # The stop watch between daily runs ticks every 4 hours on the local exchange's clock:
+            # live, it reads the ticker, which shows one instant.
+            runner = DayRunner.from_instance_cursor(
+                _definitions(broker, server.url, spec.workdir),
+                instance,
+                clock=lambda instant: _server_at(server, instant),
+                watch_every=WATCH_EVERY,
+            )
             say(
                 f"rehearsal: live mode, {len(days)} days {days[0]} → {days[-1]} on {spec.replay_dir}, "
                 f"fault rate {spec.fault_rate:g} (seed {spec.seed}), {len(events)} manual events"
@@ -224,6 +232,13 @@ def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _server_at(server: UpbitServer, instant: pd.Timestamp) -> Iterator[None]:
+    """The local exchange's clock (which the rehearsal's "now" follows) moved to `instant`."""
+    server.set_now(instant)
+    yield
 
 
 def _clock(day: str) -> pd.Timestamp:

@@ -110,6 +110,22 @@ class Broker(dg.ConfigurableResource, ABC):
                 self._execute_one(signal, partition_key, log, stuck)
         return self.ledger.fills_for_partition(partition_key)
 
+    def execute_stop_exits(self, exits: pd.DataFrame, partition_key: str, log: Log) -> pd.DataFrame:
+        """Sell the positions whose stop or take-profit was crossed during the day after the
+        partition's trading run (`stop_exits`). Rows: market, volume, price (where the intraday
+        rule fills it), triggered_at, reason. Unresolved orders are resolved first, as always; no
+        reconciliation (the next daily run does it) and no plan (the partition's plan is its daily
+        orders). Returns every stop exit of the partition."""
+        self._start(log)
+        self._notices = []
+        self._read_limits(log)
+        with self.ledger.writer(f"stop exits after {partition_key} through {self.describe()}"):
+            stuck = self._resolve_outstanding(log)
+            rows = exits.assign(side="sell", kind=t.STOP, signal_id=t.STOP)
+            for signal in _in_execution_order(rows):
+                self._execute_one(signal, partition_key, log, stuck)
+        return self.ledger.stop_exits(partition_key)
+
     @property
     def notices(self) -> list[str]:
         """What the last `execute` found that the operator must hear about."""
@@ -171,6 +187,8 @@ class Broker(dg.ConfigurableResource, ABC):
             broker=self.name,
             ref_price=_number(signal.get("price")),
             reason=None if pd.isna(signal.get("reason")) else str(signal.get("reason")),
+            kind=_kind(signal),
+            triggered_at=signal.get("triggered_at"),
         )
         if isinstance(plan, Skip):
             ledger.record_intent(
@@ -239,7 +257,9 @@ class Broker(dg.ConfigurableResource, ABC):
             volume = _number(signal.get("volume"))
             if volume is None or volume <= 0:
                 return Skip("no_volume", f"sell signal without a positive volume ({signal.get('volume')!r})")
-            positions = self.ledger.open_positions(CutOff(partition_key, own_orders=True)).set_index("market")
+            # A stop exit sells what the day's orders and earlier stop exits of the watch left.
+            as_of = CutOff(partition_key, own_orders=True, stop_exits=_kind(signal) == t.STOP)
+            positions = self.ledger.open_positions(as_of).set_index("market")
             if market not in positions.index:
                 return Skip("no_position", f"the ledger holds no {market}")
             volume = round_volume(min(volume, float(positions.at[market, "volume"])))
@@ -248,7 +268,7 @@ class Broker(dg.ConfigurableResource, ABC):
             plan = OrderPlan(krw_amount=None, volume=volume)
         else:
             raise AssertionError(f"side {side!r} was refused before planning")
-        return self._adjust(plan, market, side, partition_key)
+        return self._adjust(plan, signal, partition_key)
 
     def _start(self, log: Log) -> None:
         """Called once per execute(); a live broker refuses here when it must not trade."""
@@ -270,7 +290,7 @@ class Broker(dg.ConfigurableResource, ABC):
         """Nothing to reconcile where the ledger is the exchange (paper)."""
         return Reconciliation()
 
-    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
+    def _adjust(self, plan: OrderPlan, signal: dict, partition_key: str) -> OrderPlan | Skip:
         return plan
 
     def _buying_power(self, market: str, partition_key: str) -> float:
@@ -305,8 +325,9 @@ class PaperBroker(Broker):
     def describe(self) -> str:
         return f"paper (slippage {self.slippage_bps:g} bps, fee {self.fee_rate:.2%})"
 
-    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
-        quote = self._fill_price(market, side, partition_key)
+    def _adjust(self, plan: OrderPlan, signal: dict, partition_key: str) -> OrderPlan | Skip:
+        market = str(signal["market"])
+        quote = self._fill_price({**signal, "partition_key": partition_key, "ref_price": signal.get("price")})
         if quote is None:
             after = partition_close(partition_key)
             return Skip("no_price", f"no {market} price at or after {after} in {self.market_data.describe()}")
@@ -321,8 +342,16 @@ class PaperBroker(Broker):
         quote = self.market_data.first_price_after(market, partition_close(partition_key))
         return None if quote is None else quote[1]
 
-    def _fill_price(self, market: str, side: str, partition_key: str) -> tuple[pd.Timestamp, float] | None:
-        quote = self.market_data.first_price_after(market, partition_close(partition_key))
+    def _fill_price(self, order: dict) -> tuple[pd.Timestamp, float] | None:
+        """Where an order (a ledger row, or a signal with its partition) fills, before slippage."""
+        side = str(order["side"])
+        if _kind(order) == t.STOP:
+            # A stop watched between daily runs fills where the intraday rule says: at the level,
+            # or at the open of a candle that gapped past it (strategy/intraday.py).
+            price, at = _number(order.get("ref_price")), order.get("triggered_at")
+            quote = None if price is None or at is None or pd.isna(at) else (pd.Timestamp(at), price)
+        else:
+            quote = self.market_data.first_price_after(order["market"], partition_close(order["partition_key"]))
         if quote is None:
             return None
         at, price = quote
@@ -332,7 +361,7 @@ class PaperBroker(Broker):
 
     def _submit(self, order: dict, log: Log) -> None:
         ledger, identifier = self.ledger, order["identifier"]
-        quote = self._fill_price(order["market"], order["side"], order["partition_key"])
+        quote = self._fill_price(order)
         if quote is None:
             ledger.close_order(identifier, t.SKIPPED, "no_price", f"no {order['market']} price after the close")
             log.warning(f"{identifier}: skipped: no price")
@@ -365,6 +394,11 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _kind(order: dict) -> str:
+    kind = order.get("kind")
+    return t.DAILY if kind is None or pd.isna(kind) else str(kind)
 
 
 def _in_execution_order(orders: pd.DataFrame) -> list[dict]:

@@ -66,6 +66,16 @@ class MarketData(dg.ConfigurableResource, ABC):
         """
         return None
 
+    def intraday_prices(self, markets: Sequence[str], start: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        """Prices seen between `start` and `now` for the stop watch: INTRADAY_COLUMNS, ascending
+        per market. A market absent from the answer has no intraday prices here (the daily rule
+        alone judges it); a failed or malformed answer raises."""
+        raise NotImplementedError(f"{type(self).__name__} serves no intraday prices")
+
+
+# What the stop watch reads (strategy/intraday.py): a candle, or a ticker as a one-price candle.
+INTRADAY_COLUMNS = ["market", "at", "open", "high", "low", "close"]
+
 
 class ReplayMarketData(MarketData):
     """Serves a replay directory (DESIGN §5) through the same parsing as the live client."""
@@ -143,6 +153,29 @@ class ReplayMarketData(MarketData):
                 row = later.iloc[0]
                 return pd.Timestamp(row["candle_date_time_utc"]), float(row["opening_price"])
         return None
+
+    def intraday_prices(self, markets: Sequence[str], start: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        """The recorded 4-hour candles that started at or after `start` and closed by `now`; a
+        market recorded without 4-hour candles is left out (daily rule only)."""
+        frames = []
+        for market in markets:
+            candles = closed_candles(self._full(market, "minute240"), "minute240", now)
+            window = candles[candles["candle_date_time_utc"] >= start]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "market": market,
+                        "at": window["candle_date_time_utc"],
+                        "open": window["opening_price"],
+                        "high": window["high_price"],
+                        "low": window["low_price"],
+                        "close": window["trade_price"],
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(columns=INTRADAY_COLUMNS)
+        return pd.concat(frames, ignore_index=True)[INTRADAY_COLUMNS]
 
 
 def _candle_file(root: Path, interval: Interval, market: str) -> Path | None:

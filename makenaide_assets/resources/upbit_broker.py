@@ -39,6 +39,7 @@ from makenaide_assets.resources.upbit_retry import (
 )
 from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close, utc_now_naive
+from makenaide_assets.strategy.intraday import watch_window
 from makenaide_assets.strategy.limits import Refusal
 from makenaide_assets.strategy.reconcile import (
     Adjustment,
@@ -126,7 +127,13 @@ class UpbitBroker(Broker):
     def _age_hours(self, partition_key: str) -> float:
         return (pd.Timestamp(utc_now_naive()) - partition_close(partition_key)) / pd.Timedelta(hours=1)
 
-    def _stale(self, partition_key: str) -> Skip | None:
+    def _stale(self, partition_key: str, signal: dict) -> Skip | None:
+        if signal.get("kind") == t.STOP:
+            # A stop exit of P may go out while P's watch lasts, never once P+1's daily run owns the book.
+            end = watch_window(partition_key)[1]
+            if pd.Timestamp(utc_now_naive()) > end:
+                return Skip("watch_over", f"the stop watch after {partition_key} ended at {end} UTC")
+            return None
         age_h = self._age_hours(partition_key)
         if age_h > self.max_signal_age_hours:
             return Skip("stale_signal", f"partition {partition_key} closed {age_h:.0f} h ago; live orders are same-day")
@@ -134,10 +141,11 @@ class UpbitBroker(Broker):
 
     def _plan(self, signal: dict, identifier: str, partition_key: str) -> OrderPlan | Skip:
         # Before anything asks the exchange: an old partition is never traded live.
-        return self._stale(partition_key) or super()._plan(signal, identifier, partition_key)
+        return self._stale(partition_key, signal) or super()._plan(signal, identifier, partition_key)
 
-    def _adjust(self, plan: OrderPlan, market: str, side: str, partition_key: str) -> OrderPlan | Skip:
-        if (stale := self._stale(partition_key)) is not None:
+    def _adjust(self, plan: OrderPlan, signal: dict, partition_key: str) -> OrderPlan | Skip:
+        market = str(signal["market"])
+        if (stale := self._stale(partition_key, signal)) is not None:
             return stale
         chance = self._chance(market)
         if isinstance(chance, Skip):

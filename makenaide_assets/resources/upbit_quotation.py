@@ -32,7 +32,7 @@ from pydantic import Field, PrivateAttr
 from pyupbit.quotation_api import get_url_ohlcv
 
 from makenaide_assets.resources.candle_store import CandleStore
-from makenaide_assets.resources.market_data import MarketData
+from makenaide_assets.resources.market_data import INTRADAY_COLUMNS, MarketData
 from makenaide_assets.resources.upbit_http import Clock, SystemClock, UpbitHttp, UpbitRequestError
 from makenaide_assets.resources.upbit_retry import (
     BACKOFF_BASE_S,
@@ -170,6 +170,23 @@ class UpbitMarketData(MarketData):
         if price <= 0:
             raise MalformedMarketData(f"Upbit {_TICKER} for {market}: trade_price is {price}")
         return traded, price
+
+    def intraday_prices(self, markets: Sequence[str], start: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        """Upbit's last trade of every market, from one /v1/ticker call: a one-price candle each.
+        A price older than `start` (a market that has not traded since) is no evidence, and is left out."""
+        wanted = list(dict.fromkeys(markets))
+        rows: dict[str, Mapping[str, Any]] = {}
+        for chunk in _chunks(wanted, MAX_TICKER_MARKETS_CHARS):
+            rows.update(self._tickers(chunk))
+        out = []
+        for market in wanted:
+            traded = _millis(rows[market], "trade_timestamp", market)
+            price = _number(rows[market], "trade_price", market)
+            if price <= 0:
+                raise MalformedMarketData(f"Upbit {_TICKER} for {market}: trade_price is {price}")
+            if traded >= _naive_utc(start):
+                out.append({"market": market, "at": traded, "open": price, "high": price, "low": price, "close": price})
+        return pd.DataFrame(out, columns=INTRADAY_COLUMNS)
 
     def _candle_store(self) -> CandleStore:
         if self._store is None:

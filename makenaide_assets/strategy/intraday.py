@@ -14,6 +14,7 @@ and the low inside one candle, so the worse outcome is assumed):
 2. it opens at or beyond the take-profit: at the open;
 3. its low reaches the stop: at the stop (checked before the take-profit: the worse case);
 4. its high reaches the take-profit: at the take-profit.
+A level fills on Upbit's price tick at or below it.
 A ticker is a candle whose open, high and low are its one price.
 """
 
@@ -22,14 +23,23 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import ExitParams
 from makenaide_assets.strategy.stops import position_stops
+from makenaide_assets.strategy.ticks import round_price_to_tick
 
 # The columns `first_crossing` reads; a ticker row has open = high = low = its price.
 PRICE_COLUMNS = ("at", "open", "high", "low")
 
 
 _DEFAULT_EXITS = ExitParams()
+
+
+def watch_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """When the stops of P's book are watched (naive UTC): from P's close until P+1's close, when
+    P+1's daily run judges the book again. Both ends included."""
+    start = partition_close(partition_key)
+    return start, start + pd.Timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,10 @@ def first_crossing(levels: WatchLevels, prices: pd.DataFrame) -> IntradayExit | 
     return None
 
 
-def _exit(levels: WatchLevels, at: pd.Timestamp, price: float, rule: str, what: str) -> IntradayExit:
+def _exit(levels: WatchLevels, at: pd.Timestamp, level: float, rule: str, what: str) -> IntradayExit:
+    # On Upbit's tick, rounded down: a sell at the level trades at the first tick at or below it
+    # (the "buy" rounding of ticks.py is the one that rounds down). Opens are on the tick already.
+    price = round_price_to_tick(level, "buy")
     change = price / levels.avg_price - 1.0
     return IntradayExit(
         market=levels.market,
@@ -106,3 +119,41 @@ def _exit(levels: WatchLevels, at: pd.Timestamp, price: float, rule: str, what: 
         reason=f"intraday {rule}: {what} ({change:+.1%} from avg {levels.avg_price:,.4g}),"
         f" candle of {at:%Y-%m-%d %H:%M} UTC",
     )
+
+
+def watch_book(
+    positions: pd.DataFrame, daily_indicators: pd.DataFrame, params: ExitParams = _DEFAULT_EXITS
+) -> list[WatchLevels]:
+    """The levels of every held position after P's trading run.
+
+    `positions`: market, volume, avg_price and highest_price (already raised to the highest daily
+    close since entry); `daily_indicators`: P's indicators, the last row per market giving its
+    close and ATR14. A market without them (it left the universe) is still watched, on the
+    trailing percentage instead of the ATR: a position is never left unguarded.
+    """
+    last = daily_indicators.drop_duplicates("market", keep="last").set_index("market")
+    levels = []
+    for pos in positions.itertuples(index=False):
+        close = _positive(last.at[pos.market, "close"]) if pos.market in last.index and "close" in last else None
+        atr = _positive(last.at[pos.market, "atr14"]) if pos.market in last.index and "atr14" in last else None
+        levels.append(
+            watch_levels(
+                str(pos.market), float(pos.volume), float(pos.avg_price), float(pos.highest_price), close, atr, params
+            )
+        )
+    return levels
+
+
+def crossings(levels: list[WatchLevels], prices: pd.DataFrame) -> list[IntradayExit]:
+    """Every watched position whose level `prices` (market, at, open, high, low) crossed."""
+    by_market = dict(tuple(prices.groupby("market"))) if not prices.empty else {}
+    found = (first_crossing(level, by_market[level.market]) for level in levels if level.market in by_market)
+    return [exit_ for exit_ in found if exit_ is not None]
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None

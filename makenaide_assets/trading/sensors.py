@@ -21,8 +21,13 @@ def trading_run_after(instance: dg.DagsterInstance, partition: str, since: float
     records = instance.get_run_records(
         dg.RunsFilter(tags={"dagster/partition": partition, "makenaide/trading": "true"}), limit=20
     )
-    later = [r for r in records if r.create_timestamp.timestamp() >= since]
+    # A stop exit run of the partition (same trading tag, for the one trading slot) is not its trading.
+    later = [r for r in records if r.create_timestamp.timestamp() >= since and not _stop_exit_run(r.dagster_run)]
     return later[0].dagster_run if later else None
+
+
+def _stop_exit_run(run: dg.DagsterRun) -> bool:
+    return "makenaide/stop_watch" in run.tags
 
 
 def _signal_count(record: dg.EventLogRecord) -> int | None:

@@ -265,7 +265,7 @@ def test_an_empty_database_is_upgraded_to_every_table_once(engine: sa.Engine) ->
     assert migrate.current_revision(engine) is None
     assert ddl_during(engine, lambda: migrate.upgrade(engine)) != []
     assert tables(engine) == HEAD_TABLES
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0003_live_account"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0004_stop_exits"
     assert ddl_during(engine, lambda: migrate.upgrade(engine)) == []
     assert migrate.current_revision(engine) == migrate.head_revision()
 

@@ -166,12 +166,16 @@ class TradingLedger(dg.ConfigurableResource):
         return self._read(queries.equity_history, as_of)
 
     def fills_for_partition(self, partition_key: str) -> pd.DataFrame:
-        """One row per order of the partition (done ones with their fill; others with the reason)."""
+        """One row per daily order of the partition (done ones with their fill; others with the reason)."""
         return self._read(queries.orders_of_partition, partition_key)
 
+    def stop_exits(self, partition_key: str) -> pd.DataFrame:
+        """The stop exits watched after the partition's trading run, as `fills_for_partition` shows orders."""
+        return self._read(queries.orders_of_partition, partition_key, t.STOP)
+
     def all_orders(self) -> pd.DataFrame:
-        """Every order of every partition, as `fills_for_partition` shows them (operator tools)."""
-        return self._read(queries.orders_of_partition, None)
+        """Every order of every partition and kind, as `fills_for_partition` shows them (operator tools)."""
+        return self._read(queries.orders_of_partition, None, None)
 
     def unresolved_orders(self) -> list[dict[str, Any]]:
         """Every order of any partition whose outcome at the exchange is not booked yet, oldest first."""
@@ -318,10 +322,14 @@ class TradingLedger(dg.ConfigurableResource):
         status: str = t.PENDING,
         error_name: str | None = None,
         error_message: str | None = None,
+        kind: str = t.DAILY,
+        triggered_at: pd.Timestamp | None = None,
     ) -> None:
         """Insert the order as `pending` (or `skipped`); only a `skipped` row may be overwritten."""
         now = utc_now_naive()
         values = dict(
+            kind=kind,
+            triggered_at=None if triggered_at is None else pd.Timestamp(triggered_at).to_pydatetime(),
             partition_key=partition_key,
             market=market,
             side=side,

@@ -53,7 +53,8 @@ def book_fill(
     conn.execute(
         t.cash_events.insert().values(
             event_key=f"fill:{identifier}",
-            kind=side,
+            # A stop exit's cash is told apart from the partition's own (queries.CutOff).
+            kind=t.STOP if order["kind"] == t.STOP else side,
             amount_krw=effect.cash_delta_krw,
             partition_key=partition_key,
             created_at=now,
@@ -70,6 +71,7 @@ def book_fill(
         krw_value=float(price * volume),
         realized_pnl_krw=effect.realized_pnl_krw,
         executed_at=pd.Timestamp(executed_at).to_pydatetime(),
+        kind=order["kind"],
     )
     conn.execute(t.fills.insert().values(**fill))
     conn.execute(

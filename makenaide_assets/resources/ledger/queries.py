@@ -4,9 +4,12 @@ A partition's assets see the ledger as of its cut-off, never "as it is now", so 
 Tuesday reads what last Tuesday read:
 - `signals(D)` and `strategy_stats(D)`: every event of the partitions before D (their orders are
   sent after their close, so they are effective by D's close) and the seed cash;
-- `fills(D)`, `portfolio(D)`, `daily_report(D)`: the same plus D's own orders.
+- `fills(D)`, `portfolio(D)`, `daily_report(D)`: the same plus D's own orders;
+- the stop watch after D (`stop_levels`, `stop_exits`): everything of D, its stop exits too.
 Events carry the partition they belong to (`orders`, `fills`, `cash_events.partition_key`; the
-seed has none and is always visible), so a cut-off is a comparison of partition keys.
+seed has none and is always visible), so a cut-off is a comparison of partition keys. A stop exit
+of D (kind `stop`) is sold during the day after D's trading run: D's own assets were valued before
+it and never see it; D+1's signals see it like every event of the partitions before D+1.
 """
 
 from dataclasses import dataclass
@@ -21,15 +24,27 @@ from makenaide_assets.strategy.accounting import positions_frame, replay_positio
 @dataclass(frozen=True)
 class CutOff:
     """The ledger a partition's asset may read: the partitions before D, and D's own orders too
-    when `own_orders` (the trading side: fills, portfolio, daily_report)."""
+    when `own_orders` (the trading side: fills, portfolio, daily_report), and D's stop exits too
+    when `stop_exits` (the stop watch after D's trading run)."""
 
     partition_key: str
     own_orders: bool = False
+    stop_exits: bool = False
 
-    def admits(self, column: sa.ColumnElement) -> sa.ColumnElement[bool]:
-        return column <= self.partition_key if self.own_orders else column < self.partition_key
+    def admits(self, column: sa.ColumnElement, kind: sa.ColumnElement | None = None) -> sa.ColumnElement[bool]:
+        """`column` a partition key; `kind` the row's order kind (or cash event kind), where it has one."""
+        if self.stop_exits:
+            return column <= self.partition_key
+        if not self.own_orders:
+            return column < self.partition_key
+        own = column == self.partition_key
+        if kind is not None:
+            own = sa.and_(own, kind != t.STOP)
+        return sa.or_(column < self.partition_key, own)
 
     def describe(self) -> str:
+        if self.stop_exits:
+            return f"partitions up to {self.partition_key}, its stop exits included"
         which = "with" if self.own_orders else "without"
         return f"partitions up to {self.partition_key} {which} its own orders"
 
@@ -49,7 +64,7 @@ def _cash_visible(cut: CutOff | None) -> sa.ColumnElement[bool]:
     if cut is None:
         return sa.true()
     adjustment = sa.and_(t.cash_events.c.kind.in_(ADJUSTMENT_KINDS), column <= cut.partition_key)
-    return sa.or_(column.is_(None), cut.admits(column), adjustment)
+    return sa.or_(column.is_(None), cut.admits(column, t.cash_events.c.kind), adjustment)
 
 
 def cash_krw(conn: sa.Connection, cut: CutOff | None) -> float:
@@ -67,7 +82,7 @@ def cash_history(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
 def fills(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
     query = sa.select(t.fills).order_by(t.fills.c.id)
     if cut is not None:
-        query = query.where(cut.admits(t.fills.c.partition_key))
+        query = query.where(cut.admits(t.fills.c.partition_key, t.fills.c.kind))
     return frame(conn, query)
 
 
@@ -80,7 +95,7 @@ def closed_trades(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
     """Sell fills with their realised P&L, oldest first (the input of the Kelly statistics)."""
     query = sa.select(t.fills).where(t.fills.c.side == "sell").order_by(t.fills.c.executed_at, t.fills.c.id)
     if cut is not None:
-        query = query.where(cut.admits(t.fills.c.partition_key))
+        query = query.where(cut.admits(t.fills.c.partition_key, t.fills.c.kind))
     return frame(conn, query)
 
 
@@ -91,9 +106,9 @@ def equity_history(conn: sa.Connection, cut: CutOff | None) -> pd.DataFrame:
     return frame(conn, query)
 
 
-def orders_of_partition(conn: sa.Connection, partition_key: str | None) -> pd.DataFrame:
-    """One row per order of the partition, or of every partition for None (done ones with their
-    fill; others with the reason)."""
+def orders_of_partition(conn: sa.Connection, partition_key: str | None, kind: str | None = t.DAILY) -> pd.DataFrame:
+    """One row per order of `kind` (None: every kind) of the partition, or of every partition for
+    None (done ones with their fill; others with the reason)."""
     o, f = t.orders, t.fills
     query = (
         sa.select(
@@ -117,15 +132,19 @@ def orders_of_partition(conn: sa.Connection, partition_key: str | None) -> pd.Da
             o.c.broker,
             o.c.exchange_uuid,
             o.c.partition_key,
+            o.c.kind,
+            o.c.triggered_at,
         )
         .select_from(o.outerjoin(f, f.c.identifier == o.c.identifier))
         .where(sa.true() if partition_key is None else o.c.partition_key == partition_key)
+        .where(sa.true() if kind is None else o.c.kind == kind)
         .order_by(o.c.id)
     )
     orders = frame(conn, query)
     for column in ("price", "volume", "fee", "krw_value", "realized_pnl_krw", "ref_price"):
         orders[column] = orders[column].astype("float64")
     orders["executed_at"] = pd.to_datetime(orders["executed_at"])
+    orders["triggered_at"] = pd.to_datetime(orders["triggered_at"])
     return orders
 
 

@@ -21,6 +21,11 @@ PENDING, SUBMITTED, DONE, REJECTED, FAILED, SKIPPED = (
 ORDER_STATUSES = (PENDING, SUBMITTED, DONE, REJECTED, FAILED, SKIPPED)
 UNRESOLVED = (PENDING, SUBMITTED)
 SIDES = ("buy", "add", "sell")
+# `daily`: from a partition's signals, sent after its close. `stop`: a stop-loss, trailing stop or
+# take-profit crossed during the day after the partition's trading run (strategy/intraday.py),
+# booked under that partition; its fill's cash event has kind `stop` too.
+DAILY, STOP = "daily", "stop"
+KINDS = (DAILY, STOP)
 
 orders = sa.Table(
     "orders",
@@ -41,8 +46,12 @@ orders = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False, server_default=DAILY),
+    # A stop exit: the start of the candle (or the ticker's time) its level was crossed in.
+    sa.Column("triggered_at", sa.DateTime),
     sa.CheckConstraint(f"status IN {ORDER_STATUSES!r}", name="orders_status_known"),
     sa.CheckConstraint(f"side IN {SIDES!r}", name="orders_side_known"),
+    sa.CheckConstraint(f"kind IN {KINDS!r}", name="orders_kind_known"),
 )
 
 # One fill per order: Upbit market orders execute at once, and several trades of one order are
@@ -61,6 +70,7 @@ fills = sa.Table(
     sa.Column("krw_value", sa.Float, nullable=False),
     sa.Column("realized_pnl_krw", sa.Float),
     sa.Column("executed_at", sa.DateTime, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False, server_default=DAILY),
 )
 
 positions = sa.Table(
