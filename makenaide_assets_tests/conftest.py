@@ -1,6 +1,10 @@
 """Shared fixtures: every test gets its own state folder, so no test sees another's ledger."""
 
+import json
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,25 @@ def long_dir() -> Path:
     if not (path / "markets.json").is_file():
         raise FileNotFoundError(f"the long recording is expected at {path} (../shared beside the checkout)")
     return path
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A loopback Slack-style webhook: its URL (with a token that must never reach a log) and every
+    JSON body posted to it, in order."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/secret-token", received
+    server.shutdown()

@@ -1,6 +1,9 @@
 """History you can re-run (DESIGN §8): after days traded in order through the real jobs and sensor,
 re-materialising the earliest traded days gives every asset value it gave the first time and adds
-nothing to the ledger; and a daemon starting with no cursor offers no traded day again."""
+nothing to the ledger; and a daemon starting with no cursor offers no traded day again.
+
+The same 20-odd days are the operator's days (issue 14): with only a Slack webhook set, one daily
+summary per day and one message per executed order and per stop exit reach it."""
 
 from pathlib import Path
 
@@ -58,13 +61,17 @@ def test_rematerialising_traded_days_changes_nothing(
     request: pytest.FixtureRequest,
     isolated_state: Path,
     monkeypatch: pytest.MonkeyPatch,
+    webhook: tuple[str, list[dict]],
 ) -> None:
     replay = request.getfixturevalue(f"{recording}_dir")
+    monkeypatch.setenv("MAKENAIDE_SLACK_WEBHOOK_URL", webhook[0])
     runner, traded = _run_days(replay, start, end, monkeypatch)
-    assert len(pd.date_range(start, end)) >= 20 and len(traded) >= 2, traded
+    days = list(pd.date_range(start, end).strftime("%Y-%m-%d"))
+    assert len(days) >= 20 and len(traded) >= 2, traded
     storage, url = isolated_state / "storage", f"sqlite:///{isolated_state / 'ledger.sqlite'}"
     values, ledger = _values(storage), _ledger(url)
     assert ledger["fills"].shape[0] >= 2
+    _assert_the_operator_heard(days, ledger, [m["text"] for m in webhook[1]])
 
     for day in traded[:2]:  # the earliest traded days, after every later day traded
         again = runner.run(day)  # analysis_job, a sensor tick, and the trading run it asks for
@@ -76,6 +83,18 @@ def test_rematerialising_traded_days_changes_nothing(
         pd.testing.assert_frame_equal(after[path], frame, obj=path)
     for name, table in _ledger(url).items():
         pd.testing.assert_frame_equal(table, ledger[name], obj=f"ledger table {name}")
+
+
+def _assert_the_operator_heard(days: list[str], ledger: dict[str, pd.DataFrame], texts: list[str]) -> None:
+    summaries = [text.split()[3].rstrip(":") for text in texts if text.startswith("Makenaide daily report ")]
+    assert summaries == days  # one per day, traded or not, in order
+    fills = ledger["fills"]
+    executed = sorted(text.split(":")[0] for text in texts if " executed, " in text)
+    assert executed == sorted(f"Makenaide {p}" for p in fills.loc[fills["kind"] == "daily", "partition_key"])
+    stopped = [text for text in texts if text.startswith("Makenaide sold ")]
+    assert len(stopped) == (fills["kind"] == "stop").sum()
+    for market in fills.loc[fills["kind"] == "stop", "market"]:
+        assert any(market in text and "intraday" in text for text in stopped), (market, stopped)
 
 
 def test_a_daemon_with_no_cursor_offers_no_traded_day_again(

@@ -1,11 +1,7 @@
 """What reaches the operator: a failed run, each executed order, the daily summary of every day —
 through a loopback Slack webhook and Telegram Bot API; the URL never reaches a log."""
 
-import json
 import re
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -14,26 +10,6 @@ import pytest
 from makenaide_assets import demo
 from makenaide_assets.resources.notifier import Notifier
 from makenaide_assets.trading.sensors import run_failure_notifier
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hooks/secret-token", received
-    server.shutdown()
 
 
 def test_failed_run_is_sent_to_slack_webhook(

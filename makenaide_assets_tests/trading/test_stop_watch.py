@@ -2,16 +2,11 @@
 inside a 4-hour candle, through the real jobs, the real `stop_watch_sensor` and the paper broker;
 the live watch's one /v1/ticker call; the sensor's timing."""
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
-import responses
 
 from makenaide_assets.backtest.runner import BacktestSpec, run_backtest
 from makenaide_assets.days import DayRunner, at_instant
@@ -21,28 +16,9 @@ from makenaide_assets.resources.ledger import CutOff, TradingLedger
 from makenaide_assets.resources.upbit_quotation import UpbitMarketData
 from makenaide_assets.strategy.exits import STOP_LOSS_PCT
 from makenaide_assets.strategy.ticks import round_price_to_tick
-from makenaide_assets_tests.resources.test_upbit_quotation import BASE, FakeClock, fixture, recorded
+from makenaide_assets.testing.upbit_server import UpbitServer
 
 DAY, NEXT = "2023-11-17", "2023-11-18"  # KRW-DOGE is bought after 11-17 and falls 8 % on 11-18
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hooks/token", received
-    server.shutdown()
 
 
 def _h4(replay: Path, market: str, day: str) -> pd.DataFrame:
@@ -118,7 +94,10 @@ def test_the_sensor_waits_for_a_crossing_and_for_the_watch(
     resources = {key: defs.resources[key] for key in sensor.required_resource_keys}
 
     def tick(at: str) -> dg.SensorResult | dg.SkipReason:
-        with at_instant(pd.Timestamp(at)), dg.build_sensor_context(instance, resources=resources) as context:
+        with (
+            at_instant(pd.Timestamp(at)),
+            dg.build_sensor_context(instance, definitions=defs, resources=resources) as context,
+        ):
             return sensor.evaluate_tick(context)
 
     before = tick(f"{NEXT} 08:00")  # the 00:00 and 04:00 candles have closed, both above the stop
@@ -130,18 +109,16 @@ def test_the_sensor_waits_for_a_crossing_and_for_the_watch(
     assert not over.run_requests and "the watch after 2023-11-17" in str(over.skip_message)
 
 
-def test_the_live_watch_is_one_ticker_call_for_every_held_market() -> None:
-    answer = fixture("ticker_all_at_2024-01-01")
-    markets = answer["params"]["markets"].split(",")
-    market_data = UpbitMarketData(base_url=BASE)
-    market_data._clock = FakeClock()
-    with responses.RequestsMock() as rsps:
-        recorded(rsps, "ticker_all_at_2024-01-01")
-        prices = market_data.intraday_prices(markets, pd.Timestamp("2023-12-31"), pd.Timestamp("2024-01-01"))
-        assert len(rsps.calls) == 1
-    rows = {row["market"]: row for row in answer["body"]}
-    assert set(prices["market"]) <= set(markets) and len(prices) > 0
+def test_the_live_watch_is_one_ticker_call_for_every_held_market(long_dir: Path) -> None:
+    # The local Upbit server answers /v1/ticker from the recording at its clock: mid-candle on
+    # 11-18, the last trade is the open of the 4-hour candle under way.
+    markets = ["KRW-BTC", "KRW-DOGE", "KRW-ETH"]
+    with UpbitServer(long_dir, pd.Timestamp(f"{NEXT} 13:00")) as server:
+        market_data = UpbitMarketData(base_url=server.url)
+        prices = market_data.intraday_prices(markets, pd.Timestamp(NEXT), pd.Timestamp(f"{NEXT} 13:00"))
+        assert server.stats()["by_group"] == {"ticker": 1}
+    assert list(prices["market"]) == markets
     for row in prices.itertuples(index=False):
-        price = float(rows[row.market]["trade_price"])
-        assert row.open == row.high == row.low == row.close == price
-        assert row.at >= pd.Timestamp("2023-12-31")
+        candle = _h4(long_dir, row.market, NEXT).set_index("at").loc[pd.Timestamp(f"{NEXT} 12:00")]
+        assert row.at == pd.Timestamp(f"{NEXT} 12:00")
+        assert row.open == row.high == row.low == row.close == candle["opening_price"]
