@@ -16,18 +16,15 @@ _MARKETS_SHOWN = 50
 
 
 def preview(frame: pd.DataFrame, rows: int = 20) -> dg.MetadataValue:
-    if frame.empty:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(rows).to_markdown(index=False, floatfmt=".6g"))
+    """The first rows as a table the UI shows inline, rounded for people (`table`)."""
+    return table(frame, rows)
 
 
 def reasons_table(frame: pd.DataFrame, reason_column: str) -> dg.MetadataValue:
-    """How many rows were rejected for each reason, most common first."""
+    """How many rows were rejected for each reason, most common first (an empty table: none)."""
     reasons = frame.loc[frame[reason_column].fillna("") != "", reason_column]
-    if reasons.empty:
-        return dg.MetadataValue.md("_none rejected_")
     counts = reasons.value_counts().rename_axis("reason").reset_index(name="count")
-    return dg.MetadataValue.md(counts.to_markdown(index=False))
+    return table(counts, rows=50)
 
 
 # Dagster's catalog keys: the UI shows them as the asset's row count and columns.
