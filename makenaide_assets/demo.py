@@ -79,13 +79,35 @@ def _print_results(instance: dg.DagsterInstance, traded: list[str], failures: li
     equity = ledger.equity_history(None)
     print(f"\nDone in {seconds:.0f}s: trading ran for {len(traded)} day(s); failures: {', '.join(failures) or 'none'}")
     if not equity.empty:
-        last = equity.iloc[-1]
-        print(f"Equity on {last['partition_key']}: {last['equity_krw']:,.0f} KRW (cash {last['cash_krw']:,.0f})")
+        print(_result_line(ledger.initial_cash_krw, equity))
     print("Results:")
     print(f"  asset values (Parquet, one file per partition): {settings.storage_root()}")
     print(f"  trading ledger (orders, fills, positions, cash): {shown_url(settings.ledger_url())}")
     print(f"  Dagster instance (runs, materialisations, checks): {Path(instance.root_directory).resolve()}")
     print("  browse them: DAGSTER_HOME=$PWD .venv/bin/dagster dev   → http://127.0.0.1:3000")
+
+
+def _result_line(start_krw: float, equity: pd.DataFrame) -> str:
+    """Start capital, equity on the last day and its return, and buy-and-hold KRW-BTC over the same
+    days (all of the start capital into KRW-BTC at the first day's close, fee paid)."""
+    from makenaide_assets import settings
+    from makenaide_assets.resources.market_data import ReplayMarketData, daily_closes
+    from makenaide_assets.strategy.performance import buy_and_hold
+    from makenaide_assets.strategy.ticks import FEE_RATE
+
+    first, last = equity.iloc[0], equity.iloc[-1]
+    end = float(last["equity_krw"])
+    line = (
+        f"Start capital {start_krw:,.0f} KRW; equity on {last['partition_key']}: {end:,.0f} KRW"
+        f" ({end / start_krw - 1:+.2%}; cash {float(last['cash_krw']):,.0f})"
+    )
+    market_data = ReplayMarketData(replay_dir=settings.replay_dir())
+    closes = daily_closes(market_data, ["KRW-BTC"], first["partition_key"], last["partition_key"])["KRW-BTC"]
+    held = buy_and_hold(closes, start_krw, FEE_RATE).dropna() if closes.notna().any() else closes.dropna()
+    if held.empty:
+        return line + "; buy-and-hold KRW-BTC: no KRW-BTC closes in the recording"
+    days = f"{first['partition_key']} → {held.index[-1]}"
+    return line + f"\nBuy-and-hold KRW-BTC over {days}: {held.iloc[-1]:,.0f} KRW ({held.iloc[-1] / start_krw - 1:+.2%})"
 
 
 if __name__ == "__main__":

@@ -30,10 +30,14 @@ def test_the_demo_trades_the_days_with_signals_and_says_where_the_results_are(
     assert captured.err == ""
     assert lines[0].startswith("Makenaide demo: 3 partitions 2023-12-05 → 2023-12-07 on ")
     for i, day in enumerate(["2023-12-05", "2023-12-06", "2023-12-07"], 1):
-        mentions = [line for line in lines[1:] if day in line and not line.startswith(f"Equity on {day}:")]
+        results = ("Start capital", "Buy-and-hold")
+        mentions = [line for line in lines[1:] if day in line and not line.startswith(results)]
         assert len(mentions) == 1 and mentions[0].startswith(f"[{i}/3] {day} analysis ok: "), mentions
-    # The header, three days, then the results block (its blank line, the totals, the equity, where).
-    assert len(lines) == 1 + 3 + 8, out
+    # The header, three days, then the results block (its blank line, the totals, start capital and
+    # equity, buy-and-hold over the same days, where).
+    assert len(lines) == 1 + 3 + 9, out
+    assert any(line.startswith("Start capital 10,000,000 KRW; equity on 2023-12-07: ") for line in lines), out
+    assert any(line.startswith("Buy-and-hold KRW-BTC over 2023-12-05 → 2023-12-07: ") for line in lines), out
 
 
 def test_days_outside_the_partitions_are_refused_before_anything_runs(
