@@ -1,7 +1,7 @@
 from setuptools import find_packages, setup
 
-# dagster and dagster-webserver must share one version; the libraries (dagster-aws,
-# dagster-postgres) follow dagster's 0.x companion numbering for the same release.
+# dagster, dagster-webserver and dagster-dg-cli (the `dg` CLI) must share one version; the libraries
+# (dagster-aws, dagster-postgres) follow dagster's 0.x companion numbering for the same release.
 DAGSTER = "1.13.27"
 DAGSTER_LIBS = "0.29.27"
 
@@ -29,6 +29,9 @@ setup(
     install_requires=[
         f"dagster=={DAGSTER}",
         f"dagster-webserver=={DAGSTER}",
+        # `dg dev`, `dg check defs`, `dg list defs`, `dg launch` (pyproject.toml [tool.dg]): pure-Python
+        # wheels, about 16 MB installed, so in the base install the demo gets.
+        f"dagster-dg-cli=={DAGSTER}",
         f"dagster-aws=={DAGSTER_LIBS}",
         f"dagster-postgres=={DAGSTER_LIBS}",
         "pandas>=2.2,<3.2",
