@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from makenaide_assets.analysis import breadth_candidates, freshness, signals, strategy_stats, timing, verdicts
+from makenaide_assets.analysis import breadth_candidates, freshness, signals, strategy_stats, verdicts_and_timing
 from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, stop_exit_job, trading_job
 from makenaide_assets.market import step as market_step
 from makenaide_assets.resources.check_catalog import CheckCatalog
@@ -18,10 +18,10 @@ from makenaide_assets.trading import fills, monthly, portfolio, report, stop_wat
 from makenaide_assets.trading.sensors import run_failure_notifier, signals_sensor
 from makenaide_assets.trading.stop_watch import stop_watch_sensor
 
-# `market_step` holds tickers → daily_indicators and `breadth_candidates` market_breadth and
-# candidates, each a step producing several assets (market/step.py).
+# `market_step` holds tickers → daily_indicators, `breadth_candidates` market_breadth and
+# candidates, `verdicts_and_timing` gpt_verdicts and timing_4h: steps producing several assets (market/step.py).
 PIPELINE_MODULES = [
-    market_step, breadth_candidates, verdicts, timing, strategy_stats, signals, freshness,
+    market_step, breadth_candidates, verdicts_and_timing, strategy_stats, signals, freshness,
     fills, portfolio, report, stop_watch,
 ]  # fmt: skip
 # Monthly partitions: loaded beside the pipeline, kept out of `check_catalog`, which lists the checks

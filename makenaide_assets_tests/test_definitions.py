@@ -52,7 +52,7 @@ BLOCKING = {
 }
 
 
-def test_blocking_checks_are_the_money_set_and_the_analysis_runs_eight_steps() -> None:
+def test_blocking_checks_are_the_money_set_and_the_analysis_runs_six_steps() -> None:
     defs = build_defs()
     graph = defs.resolve_asset_graph()
     specs = {f"{k.asset_key.to_user_string()}:{k.name}": graph.get_check_spec(k) for k in graph.asset_check_keys}
@@ -60,15 +60,14 @@ def test_blocking_checks_are_the_money_set_and_the_analysis_runs_eight_steps() -
     # Every check is in the catalog the daily report reads, the in-asset ones included; but the
     # monthly report's, which is a month's check, not a day's.
     assert set(defs.resources["check_catalog"].checks) == set(specs) - {"monthly_report:monthly_report_complete"}
-    # In-asset checks run in their asset's step; only a check that reads another asset's stored value
-    # (verdict coverage against `candidates`) is a step of its own. `market` produces tickers →
-    # daily_indicators and `breadth_and_candidates` those two assets: a step each, every asset and
-    # check keeping its own key (market/step.py). The on-time checks of the four watched assets run
-    # last, as one step (analysis/freshness.py).
+    # In-asset checks run in their asset's step (verdict coverage there too, on the values as stored).
+    # `market` produces tickers → daily_indicators, `breadth_and_candidates` those two assets and
+    # `verdicts_and_timing` gpt_verdicts and timing_4h: a step each, every asset and check keeping its
+    # own key (market/step.py). The on-time checks of the four watched assets run last, as one step
+    # (analysis/freshness.py).
     job = defs.resolve_job_def("analysis_job")
     assert {node.name for node in job.nodes} == {
-        "market", "breadth_and_candidates", "gpt_verdicts", "timing_4h", "strategy_stats", "signals",
-        "gpt_verdicts_gpt_verdicts_one_per_candidate", "analysis_on_time",
+        "market", "breadth_and_candidates", "verdicts_and_timing", "strategy_stats", "signals", "analysis_on_time",
     }  # fmt: skip
     trading = defs.resolve_job_def("trading_job")
     assert {node.name for node in trading.nodes} == {"fills", "portfolio", "daily_report"}

@@ -226,8 +226,8 @@ def test_network_steps_retry_twice_with_exponential_backoff_and_money_steps_neve
         job = defs.resolve_job_def(name)
         assert job.op_retry_policy is None
         policies |= {node.name: node.definition.retry_policy for node in job.nodes}
-    assert {step for step, policy in policies.items() if policy is not None} == {"market", "timing_4h", "gpt_verdicts"}
-    assert {policies[step] for step in ("market", "timing_4h", "gpt_verdicts")} == {NETWORK_RETRY}
+    assert {step for step, policy in policies.items() if policy is not None} == {"market", "verdicts_and_timing"}
+    assert {policies[step] for step in ("market", "verdicts_and_timing")} == {NETWORK_RETRY}
     assert policies["signals"] is None and policies["fills"] is None
 
 

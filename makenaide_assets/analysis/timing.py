@@ -1,11 +1,13 @@
-"""`timing_4h`: for BUY verdicts, is now a sensible entry on closed 4-hour candles?"""
+"""`timing_4h`: for BUY verdicts, is now a sensible entry on closed 4-hour candles?
+
+An output of the `verdicts_and_timing` step (analysis/verdicts_and_timing.py), after `gpt_verdicts`.
+"""
 
 import dagster as dg
 import pandas as pd
 
 from makenaide_assets.market.metadata import COLUMN_SCHEMA, catalog, check_result, check_spec, preview, table_schema
-from makenaide_assets.market.retry import NETWORK_RETRY, retried_unless_permanent
-from makenaide_assets.partitions import daily
+from makenaide_assets.market.retry import retried_unless_permanent
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.timing import evaluate_4h
@@ -74,23 +76,26 @@ def timing_of(market_data: MarketData, gpt_verdicts: pd.DataFrame, as_of: pd.Tim
     return frame
 
 
-@dg.asset(
-    partitions_def=daily,
+TIMING_4H = dg.AssetOut(
     group_name="analysis",
     kinds={"pandas", "upbit"},
-    check_specs=[CANDLES_USABLE],
     dagster_type=pd.DataFrame,
+    is_required=False,
+    description="4h trend/momentum flags, `entry_ok`, suggested entry and stop for each BUY verdict.",
     metadata={COLUMN_SCHEMA: SCHEMA},
-    retry_policy=NETWORK_RETRY,
 )
+CHECKS = [CANDLES_USABLE]
+
+
 def timing_4h(
     context: dg.AssetExecutionContext, market_data: MarketData, gpt_verdicts: pd.DataFrame
 ) -> dg.MaterializeResult:
-    """4h trend/momentum flags, `entry_ok`, suggested entry and stop for each BUY verdict."""
+    """The `timing_4h` value for D, its metadata and its check's result."""
     with retried_unless_permanent():
         frame = timing_of(market_data, gpt_verdicts, partition_close(context.partition_key))
     no_candles = frame.loc[frame["reason"] == "no 4h candles", "market"].tolist()
     return dg.MaterializeResult(
+        asset_key="timing_4h",
         value=frame,
         metadata={
             **catalog(frame, SCHEMA),

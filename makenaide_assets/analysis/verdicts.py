@@ -1,5 +1,7 @@
 """`gpt_verdicts`: a BUY/HOLD/AVOID verdict per passed candidate, and the checks that guard it.
 
+An output of the `verdicts_and_timing` step (analysis/verdicts_and_timing.py), with `timing_4h`.
+
 The asset always materialises: whatever goes wrong with the analyst (no key, a refused key, an
 outage, a spent budget, even a bug) becomes rows without a verdict and with the reason, counted
 in the metadata and named by the `gpt_verdicts_errors` check. `signals` then buys none of those
@@ -20,7 +22,6 @@ from makenaide_assets.market.metadata import (
     rounded,
     table_schema,
 )
-from makenaide_assets.market.retry import NETWORK_RETRY
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst
 from makenaide_assets.strategy.payload import verdict_request
@@ -44,6 +45,18 @@ SCHEMA_VALID = check_spec(
 )
 ERRORS = check_spec(
     "gpt_verdicts", "gpt_verdicts_errors", "Candidates left without a verdict, with the reason; a later run asks again"
+)
+# Reads both values as stored, after the step stored the verdicts: a gap means a candidate was never
+# asked (no buy, so a warning).
+ONE_PER_CANDIDATE = dg.AssetCheckSpec(
+    "gpt_verdicts_one_per_candidate",
+    asset="gpt_verdicts",
+    additional_deps=["candidates"],
+    partitions_def=daily,
+    description=(
+        "Exactly one row per passed candidate, as the `candidates` asset stored them: none missing,\n"
+        "none doubled, none extra. A gap means a candidate was never asked (no buy, so a warning)."
+    ),
 )
 SCHEMA = table_schema(
     ("market", "string", "Upbit market code of a passed candidate"),
@@ -168,17 +181,17 @@ def verdicts_of(
     return verdicts_frame(rows)
 
 
-@dg.asset(
-    partitions_def=daily,
+GPT_VERDICTS = dg.AssetOut(
     group_name="analysis",
     kinds={"openai", "pandas"},
-    check_specs=[SCHEMA_VALID, ERRORS],
     dagster_type=pd.DataFrame,
+    is_required=False,
+    description="BUY/HOLD/AVOID, confidence and key levels per passed candidate, from GPT (cached, budgeted) or rules.",
     metadata={COLUMN_SCHEMA: SCHEMA},
-    # The analyst turns its own failures (OpenAI, the cache) into error rows; what is left to retry
-    # is the step's IO: the candidates, indicators and candles it loads, the verdicts it stores.
-    retry_policy=NETWORK_RETRY,
 )
+CHECKS = [SCHEMA_VALID, ERRORS, ONE_PER_CANDIDATE]
+
+
 def gpt_verdicts(
     context: dg.AssetExecutionContext,
     analyst: Analyst,
@@ -186,7 +199,8 @@ def gpt_verdicts(
     daily_indicators: pd.DataFrame,
     daily_candles: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    """BUY/HOLD/AVOID, confidence and key levels per passed candidate, from GPT (cached, budgeted) or rules."""
+    """The `gpt_verdicts` value for D, its metadata and its in-asset checks' results (the coverage
+    check runs on the stored values, `one_per_candidate`)."""
     partition_key = context.partition_key
     frame = verdicts_of(analyst, partition_key, candidates, daily_indicators, daily_candles)
     for row in frame[frame["source"] == "error"].itertuples():
@@ -194,6 +208,7 @@ def gpt_verdicts(
     if frame.empty:
         context.log.info(f"no candidates for {partition_key}: nothing to analyse")
     return dg.MaterializeResult(
+        asset_key="gpt_verdicts",
         value=frame,
         metadata=verdict_metadata(frame, analyst, partition_key),
         check_results=verdict_checks(frame, daily_indicators),
@@ -250,16 +265,16 @@ def verdict_checks(frame: pd.DataFrame, daily_indicators: pd.DataFrame) -> list[
     ]
 
 
-@dg.asset_check(asset=gpt_verdicts, partitions_def=daily, additional_ins={"candidates": dg.AssetIn("candidates")})
-def gpt_verdicts_one_per_candidate(gpt_verdicts: pd.DataFrame, candidates: pd.DataFrame) -> dg.AssetCheckResult:
-    """Exactly one row per passed candidate, as the `candidates` asset stored them: none missing,
-    none doubled, none extra. A gap means a candidate was never asked (no buy, so a warning)."""
+def one_per_candidate(gpt_verdicts: pd.DataFrame, candidates: pd.DataFrame) -> dg.AssetCheckResult:
+    """ONE_PER_CANDIDATE on the verdicts and candidates as stored."""
     expected = set(candidates.loc[candidates["passed"].eq(True), "market"])
     counts = gpt_verdicts["market"].value_counts()
     problems = [(m, "no row") for m in sorted(expected - set(counts.index))]
     problems += [(m, "not a passed candidate") for m in sorted(set(counts.index) - expected)]
     problems += [(m, f"{n} rows") for m, n in counts[counts > 1].items()]
     return dg.AssetCheckResult(
+        asset_key="gpt_verdicts",
+        check_name=ONE_PER_CANDIDATE.name,
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={

@@ -97,7 +97,9 @@ def test_the_stop_loss_is_sold_and_nothing_bought_when_the_analyst_fails(
         assert verdicts["error"].tolist() == [reason, reason] + [stopped] * (len(verdicts) - 2)
     else:
         assert set(verdicts["error"]) == {reason}
-    [materialized] = result.asset_materializations_for_node("gpt_verdicts")
+    [materialized] = [
+        m for m in result.asset_materializations_for_node("verdicts_and_timing") if m.asset_key.path == ["gpt_verdicts"]
+    ]
     assert materialized.metadata["errors"].value == len(verdicts)
     assert reason in materialized.metadata["error_reasons"].value
     errors_check = {e.check_name: e for e in result.get_asset_check_evaluations()}["gpt_verdicts_errors"]

@@ -5,8 +5,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from makenaide_assets.analysis.timing import timing_4h
+from makenaide_assets.analysis.verdicts_and_timing import verdicts_and_timing
 from makenaide_assets.partitions import daily
+from makenaide_assets.resources.analyst import RulesAnalyst
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.strategy.candles import Interval
@@ -29,14 +30,19 @@ class Lagging4h(ReplayMarketData):
 
 
 def run(market_data: MarketData, storage: Path) -> dg.ExecuteInProcessResult:
+    """timing_4h alone from its step (`verdicts_and_timing`), on VERDICTS stored as D's gpt_verdicts."""
+
     @dg.asset(name="gpt_verdicts", partitions_def=daily)
     def verdicts() -> pd.DataFrame:
         return VERDICTS
 
+    io_manager = ParquetIOManager(base_path=str(storage))
+    dg.materialize([verdicts], partition_key=DAY, resources={"io_manager": io_manager})
     return dg.materialize(
-        [verdicts, timing_4h],
+        [verdicts_and_timing],
+        selection=["timing_4h"],
         partition_key=DAY,
-        resources={"market_data": market_data, "io_manager": ParquetIOManager(base_path=str(storage))},
+        resources={"market_data": market_data, "analyst": RulesAnalyst(), "io_manager": io_manager},
     )
 
 

@@ -1,4 +1,5 @@
-"""`gpt_verdicts` and its checks, materialised on real recorded candles; the payload it sends."""
+"""`gpt_verdicts` and its checks, materialised on real recorded candles (its step, `verdicts_and_timing`,
+without `timing_4h`); the payload it sends."""
 
 import json
 import re
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.analysis import verdicts
+from makenaide_assets.analysis.verdicts_and_timing import verdicts_and_timing
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst, OpenAIAnalyst, RulesAnalyst
 from makenaide_assets.resources.io_manager import ParquetIOManager
@@ -82,15 +84,18 @@ class StopAboveTheClose(Analyst):
         return AnalystAnswer(verdict, source="rules", model="test", prompt_hash="")
 
 
-def materialize(tmp_path: Path, inputs: dict[str, pd.DataFrame], analyst: object) -> dg.ExecuteInProcessResult:
+def materialize(
+    tmp_path: Path, inputs: dict[str, pd.DataFrame], analyst: object, io_manager: ParquetIOManager | None = None
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [
-            *(stand_in(name, frame) for name, frame in inputs.items()),
-            verdicts.gpt_verdicts,
-            verdicts.gpt_verdicts_one_per_candidate,
-        ],
+        [*(stand_in(name, frame) for name, frame in inputs.items()), verdicts_and_timing],
+        selection=[*inputs, "gpt_verdicts"],  # with its checks; timing_4h is test_timing_4h's
         partition_key=DAY,
-        resources={"analyst": analyst, "io_manager": ParquetIOManager(base_path=str(tmp_path / "storage"))},
+        resources={
+            "analyst": analyst,
+            "market_data": ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR)),
+            "io_manager": io_manager or ParquetIOManager(base_path=str(tmp_path / "storage")),
+        },
         raise_on_error=False,
     )
 
@@ -101,7 +106,7 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
 
 def output(result: dg.ExecuteInProcessResult) -> tuple[pd.DataFrame, dict]:
     event = result.get_asset_materialization_events()[-1].materialization
-    return result.output_for_node("gpt_verdicts"), {k: v.value for k, v in event.metadata.items()}
+    return result.asset_value("gpt_verdicts"), {k: v.value for k, v in event.metadata.items()}
 
 
 def test_rules_verdict_per_passed_candidate_and_checks_pass(
@@ -256,22 +261,32 @@ def test_zero_candidates_give_an_empty_frame_with_a_visible_note(tmp_path: Path,
     assert all(e.passed for e in check_results(result).values())
 
 
+class DoublingStorage(ParquetIOManager):
+    """Stores gpt_verdicts with its first row twice: what the coverage check must see, being read
+    from storage, although the step computed the right rows."""
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        if context.asset_key == dg.AssetKey("gpt_verdicts"):
+            obj = pd.concat([obj, obj.iloc[[0]]], ignore_index=True)
+        super().handle_output(context, obj)
+
+
+def test_coverage_reads_the_verdicts_as_stored(tmp_path: Path, upstream: dict) -> None:
+    result = materialize(tmp_path, upstream, RulesAnalyst(), DoublingStorage(base_path=str(tmp_path / "doubled")))
+    assert result.success  # a warning
+    assert result.asset_value("gpt_verdicts")["market"].tolist() == ["KRW-ETH", "KRW-BTC"]  # as computed
+    coverage = check_results(result)["gpt_verdicts_one_per_candidate"]
+    assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
+    assert coverage.metadata["markets"].value == "KRW-ETH"
+    assert re.search(r"KRW-ETH +\| 2 rows", coverage.metadata["problems"].value)
+
+
 def test_checks_fail_on_corrupted_rows(tmp_path: Path, upstream: dict, rules_frame: pd.DataFrame) -> None:
     corrupt = pd.concat([rules_frame, rules_frame.iloc[[0]]], ignore_index=True)  # KRW-ETH twice
     corrupt.loc[1, "confidence"] = 150
     corrupt = corrupt.astype({"confidence": "Int64"})
 
-    @dg.asset(name="gpt_verdicts", partitions_def=daily)
-    def corrupted() -> pd.DataFrame:
-        return corrupt
-
-    result = dg.materialize(
-        [stand_in("candidates", upstream["candidates"]), corrupted, verdicts.gpt_verdicts_one_per_candidate],
-        partition_key=DAY,
-        resources={"io_manager": ParquetIOManager(base_path=str(tmp_path / "corrupt"))},
-        raise_on_error=False,
-    )
-    coverage = check_results(result)["gpt_verdicts_one_per_candidate"]
+    coverage = verdicts.one_per_candidate(corrupt, upstream["candidates"])
     assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
     assert coverage.metadata["markets"].value == "KRW-ETH"
     assert re.search(r"KRW-ETH +\| 2 rows", coverage.metadata["problems"].value)
