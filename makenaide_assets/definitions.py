@@ -6,6 +6,7 @@ import dagster as dg
 
 from makenaide_assets import settings
 from makenaide_assets.backtest import asset as backtest
+from makenaide_assets.backtest import walk_forward_asset as walk_forward
 from makenaide_assets.pipeline import pipeline_definitions
 from makenaide_assets.resources.modes import resources_for
 
@@ -14,7 +15,7 @@ def build_defs() -> dg.Definitions:
     """The project's definitions with resources for the current environment (tests call it
     after setting theirs; the code location loads `defs` once)."""
     resources = resources_for(settings.mode(), has_openai_key=bool(os.environ.get("OPENAI_API_KEY")))
-    return pipeline_definitions(resources, extra_modules=[backtest])
+    return pipeline_definitions(resources, extra_modules=[backtest, walk_forward])
 
 
 defs = build_defs()

@@ -14,6 +14,7 @@ from makenaide_assets.analysis import breadth_candidates, freshness, signals, st
 from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, stop_exit_job, trading_job
 from makenaide_assets.market import step as market_step
 from makenaide_assets.resources.check_catalog import CheckCatalog
+from makenaide_assets.resources.kelly_evidence import KellyEvidence
 from makenaide_assets.trading import fills, monthly, portfolio, report, stop_watch
 from makenaide_assets.trading.sensors import run_failure_notifier, signals_sensor
 from makenaide_assets.trading.stop_watch import stop_watch_sensor
@@ -53,5 +54,6 @@ def pipeline_definitions(resources: Mapping[str, Any], extra_modules: Sequence[A
         # small pandas steps, and the multiprocess executor pays a Python start-up and a Dagster
         # import per step (benchmarks/executor.py: 8.7 s in-process against 117 s).
         executor=dg.in_process_executor,
-        resources={"check_catalog": check_catalog(assets, checks), **resources},
+        # No walk-forward evidence unless the caller's resources bring some (resources/modes.py does).
+        resources={"check_catalog": check_catalog(assets, checks), "kelly_evidence": KellyEvidence(), **resources},
     )

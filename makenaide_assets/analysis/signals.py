@@ -52,6 +52,7 @@ from makenaide_assets.strategy.stats import (
     TradeStats,
     apply_decision,
     decide_kelly,
+    evidence_of,
     selector_breaches,
 )
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW
@@ -103,8 +104,11 @@ class SignalsConfig(dg.Config):
         )
 
     def decide(self, strategy_stats: pd.DataFrame) -> KellyDecision:
-        stats = TradeStats.from_row(strategy_stats.iloc[-1]) if len(strategy_stats) else None
-        return decide_kelly(stats, self.kelly_inputs(), self.selector_rule())
+        """The ledger's statistics, or the walk-forward evidence of the row while the ledger is short."""
+        row = strategy_stats.iloc[-1] if len(strategy_stats) else None
+        stats = TradeStats.from_row(row) if row is not None else None
+        evidence = evidence_of(row) if row is not None else None
+        return decide_kelly(stats, self.kelly_inputs(), self.selector_rule(), evidence)
 
     def plan_params(self) -> PlanParams:
         exits = ExitParams(
@@ -177,7 +181,7 @@ SIGNAL_CHECKS = [
                 dg.TableColumn("kelly_fraction", "float", "Share of equity this entry was sized at"),
                 dg.TableColumn("win_rate", "float", "Kelly's W behind the size"),
                 dg.TableColumn("payoff_ratio", "float", "Kelly's R behind the size"),
-                dg.TableColumn("kelly_source", "string", "Where W and R came from: strategy_stats or configured"),
+                dg.TableColumn("kelly_source", "string", "W and R from: strategy_stats, walk_forward, configured"),
             ]
         )
     },

@@ -22,10 +22,21 @@ from makenaide_assets.market.metadata import (
     table_schema,
 )
 from makenaide_assets.partitions import daily
+from makenaide_assets.resources.kelly_evidence import KellyEvidence
 from makenaide_assets.resources.ledger import CutOff, TradingLedger
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.strategy.calendar import partition_close
-from makenaide_assets.strategy.stats import TradeStats, in_window, known_by, stats_of, trade_returns, window_start
+from makenaide_assets.strategy.stats import (
+    EVIDENCE_PREFIX,
+    TradeStats,
+    evidence_before,
+    evidence_stats,
+    in_window,
+    known_by,
+    stats_of,
+    trade_returns,
+    window_start,
+)
 
 STATS_COLUMNS = [
     "date",
@@ -36,6 +47,9 @@ STATS_COLUMNS = [
     "last_trade_partition",
     "last_trade_executed_at",
     "note",
+    # Walk-forward out-of-sample trades closed before D (KellyEvidence); empty without evidence.
+    *(EVIDENCE_PREFIX + name for name in TradeStats.__dataclass_fields__),
+    "evidence_last_exit",
 ]
 SCHEMA = table_schema(
     ("date", "string", "D: the statistics `signals` sizes D's entries with"),
@@ -52,6 +66,11 @@ SCHEMA = table_schema(
     ("trades_known", "int", "Every closed trade known by D, in the window or not"),
     ("last_trade_partition", "string", "Partition of the window's last trade"),
     ("note", "string", "Which statistics are undefined and why; empty when all are defined"),
+    ("evidence_trades", "int", "Walk-forward out-of-sample trades closed before D began, in the window"),
+    ("evidence_win_rate", "float", "Their win rate: Kelly's W while the ledger holds fewer than min_trades"),
+    ("evidence_payoff_ratio", "float", "Their average win over average loss: Kelly's R in that case"),
+    ("evidence_total_pnl_krw", "float", "Their P&L, KRW, as the walk-forward run booked it"),
+    ("evidence_last_exit", "string", "Partition of the last of them"),
 )
 
 # Blocking: `signals` sizes money from these numbers.
@@ -69,8 +88,11 @@ class StrategyStatsConfig(dg.Config):
     window_days: int = Field(365, ge=1, description="Partitions before D whose closed trades count")
 
 
-def stats_frame(closed: pd.DataFrame, partition_key: str, window_days: int) -> pd.DataFrame:
-    """The one-row statistics of D from every closed trade of the ledger (pure, for tests and checks)."""
+def stats_frame(
+    closed: pd.DataFrame, partition_key: str, window_days: int, evidence: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The one-row statistics of D from every closed trade of the ledger (pure, for tests and checks),
+    and of the walk-forward trades in `evidence` that closed before D (`evidence_*`, empty without it)."""
     window = in_window(closed, partition_key, window_days)
     known = known_by(closed, partition_key)
     stats = stats_of(window)
@@ -92,9 +114,21 @@ def stats_frame(closed: pd.DataFrame, partition_key: str, window_days: int) -> p
         "last_trade_partition": None if last is None else str(last["partition_key"]),
         "last_trade_executed_at": pd.NaT if last is None else pd.Timestamp(last["executed_at"]),
         "note": note,
+        **evidence_columns(evidence, partition_key, window_days),
     }
     frame = pd.DataFrame([row], columns=STATS_COLUMNS)
     return frame.astype({"last_trade_executed_at": "datetime64[us]", "last_trade_partition": "object"})
+
+
+def evidence_columns(evidence: pd.DataFrame | None, partition_key: str, window_days: int) -> dict[str, object]:
+    """`evidence_*` of D: the statistics of the walk-forward trades that had closed before D began."""
+    if evidence is None:
+        names = [EVIDENCE_PREFIX + name for name in TradeStats.__dataclass_fields__]
+        return {**dict.fromkeys(names, math.nan), "evidence_last_exit": None}
+    before = evidence_before(evidence, partition_key, window_days)
+    stats = {EVIDENCE_PREFIX + name: value for name, value in evidence_stats(before).as_dict().items()}
+    last = str(before["exit_partition"].astype(str).max()) if len(before) else None
+    return {**stats, "evidence_last_exit": last}
 
 
 @dg.asset(
@@ -106,13 +140,13 @@ def stats_frame(closed: pd.DataFrame, partition_key: str, window_days: int) -> p
     dagster_type=pd.DataFrame,
 )
 def strategy_stats(
-    context: dg.AssetExecutionContext, config: StrategyStatsConfig, ledger: TradingLedger
+    context: dg.AssetExecutionContext, config: StrategyStatsConfig, ledger: TradingLedger, kelly_evidence: KellyEvidence
 ) -> dg.MaterializeResult:
     """Win rate, average win/loss, profit factor and expectancy of the trades closed before D (Kelly's inputs)."""
     key = context.partition_key
     # Sells of the partitions before D only: the ledger as D's close left it (DESIGN §8).
     closed = ledger.closed_trades(CutOff(key))
-    frame = stats_frame(closed, key, config.window_days)
+    frame = stats_frame(closed, key, config.window_days, kelly_evidence.trades())
     row = frame.iloc[0]
     window = in_window(closed, key, config.window_days)
     trades = window.assign(return_pct=trade_returns(window) * 100)[TRADE_COLUMNS] if len(window) else window
@@ -129,6 +163,11 @@ def strategy_stats(
             "total_pnl_krw": _float(row["total_pnl_krw"]),
             "window": f"{row['window_start']} → {key} (sells ordered before {key}, filled by its close)",
             "note": row["note"] or "none",
+            "kelly_evidence": dg.MetadataValue.text(
+                f"walk-forward {kelly_evidence.describe()}: {int(row['evidence_trades'])} trades closed before {key}"
+                if pd.notna(row["evidence_trades"])
+                else "none (MAKENAIDE_KELLY_EVIDENCE unset)"
+            ),
             "closed_trades": preview(trades, rows=50),
         },
         check_results=[matches_ledger(frame, window, ledger, key, config.window_days)],

@@ -10,6 +10,7 @@ from makenaide_assets.resources.analyst import Analyst, OpenAIAnalyst, RulesAnal
 from makenaide_assets.resources.blacklist import Blacklist
 from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.kelly_evidence import KellyEvidence
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import MarketData, ReplayMarketData
 from makenaide_assets.resources.notifier import Notifier
@@ -47,6 +48,8 @@ def resources_for(mode: settings.Mode, *, has_openai_key: bool) -> dict[str, Any
         "analyst": _analyst(mode, has_openai_key),
         "notifier": Notifier(),
         "blacklist": Blacklist(),
+        # Walk-forward out-of-sample trades for Kelly while the ledger is short of trades (unset: none).
+        "kelly_evidence": KellyEvidence(path=os.environ.get("MAKENAIDE_KELLY_EVIDENCE") or None),
     }
     if mode == "demo":
         market_data: MarketData = ReplayMarketData(replay_dir=settings.replay_dir())

@@ -24,6 +24,9 @@ MIN_WIN_RATE = 0.45
 # The seeds' risk rule: 1-2 % of capital per position when the evidence says the strategy is losing.
 FLOOR_FRACTION = 0.02
 SelectorAction = Literal["floor", "stop"]
+# strategy_stats' columns of the walk-forward evidence: evidence_trades, evidence_win_rate, ...
+EVIDENCE_PREFIX = "evidence_"
+WALK_FORWARD = "walk_forward"
 
 
 def known_by(closed: pd.DataFrame, partition_key: str) -> pd.DataFrame:
@@ -33,6 +36,18 @@ def known_by(closed: pd.DataFrame, partition_key: str) -> pd.DataFrame:
     executed = pd.to_datetime(closed["executed_at"])
     mask = (closed["partition_key"].astype(str) < partition_key) & (executed <= partition_close(partition_key))
     return closed[mask]
+
+
+def evidence_before(trades: pd.DataFrame, partition_key: str, window_days: int) -> pd.DataFrame:
+    """Walk-forward out-of-sample trades (`oos_trades.csv`) that had closed before D began: sold on a
+    partition before D and filled before D's candle opened (00:00 UTC of D), within the window.
+    Stricter than `known_by`: nothing that closed on or after D's own day counts."""
+    if trades.empty:
+        return trades
+    executed = pd.to_datetime(trades["executed_at"], utc=True)
+    exited = trades["exit_partition"].astype(str)
+    mask = (exited < partition_key) & (executed < pd.Timestamp(partition_key, tz="UTC"))
+    return trades[mask & (exited >= window_start(partition_key, window_days))]
 
 
 def in_window(closed: pd.DataFrame, partition_key: str, window_days: int) -> pd.DataFrame:
@@ -74,8 +89,8 @@ class TradeStats:
     total_pnl_krw: float
 
     @classmethod
-    def from_row(cls, row: pd.Series) -> "TradeStats":
-        values = {f.name: row[f.name] for f in fields(cls)}
+    def from_row(cls, row: pd.Series, prefix: str = "") -> "TradeStats":
+        values = {f.name: row[prefix + f.name] for f in fields(cls)}
         return cls(**{k: int(v) if k in ("trades", "wins", "losses") else float(v) for k, v in values.items()})
 
     def as_dict(self) -> dict[str, float | int]:
@@ -115,6 +130,18 @@ def stats_of(closed: pd.DataFrame) -> TradeStats:
     return trade_stats(closed["realized_pnl_krw"].astype("float64"), trade_returns(closed))
 
 
+def evidence_stats(trades: pd.DataFrame) -> TradeStats:
+    """Statistics of walk-forward trades: their P&L and their return in percent, as the run wrote them."""
+    return trade_stats(trades["pnl_krw"].astype("float64"), trades["return_pct"].astype("float64") / 100)
+
+
+def evidence_of(row: pd.Series) -> TradeStats | None:
+    """The walk-forward statistics a `strategy_stats` row carries (`evidence_*`), None without evidence."""
+    if EVIDENCE_PREFIX + "trades" not in row or pd.isna(row[EVIDENCE_PREFIX + "trades"]):
+        return None
+    return TradeStats.from_row(row, prefix=EVIDENCE_PREFIX)
+
+
 def _mean(values: pd.Series) -> float:
     return float(values.mean()) if len(values) else math.nan
 
@@ -138,17 +165,35 @@ class KellyDecision:
     max_fraction: float | None = None  # the floor: a cap on each new position's share of equity
 
 
-def decide_kelly(stats: TradeStats | None, configured: KellyInputs, rule: SelectorRule) -> KellyDecision:
+def decide_kelly(
+    stats: TradeStats | None, configured: KellyInputs, rule: SelectorRule, evidence: TradeStats | None = None
+) -> KellyDecision:
     """Measured W and R once the window holds enough trades; the configured ones until then.
 
-    Below the win-rate floor or with a losing window the selector sizes new entries at the floor
-    (small positions keep producing the evidence that could lift it) or stops them.
+    While the ledger's window is short of `rule.min_trades`, walk-forward out-of-sample trades that
+    closed before D (`evidence`, see `evidence_before`) stand in when they are enough, through the
+    same selector; every such decision says `kelly_source = walk_forward`. Below the win-rate floor
+    or with a losing window the selector sizes new entries at the floor (small positions keep
+    producing the evidence that could lift it) or stops them.
     """
     if stats is None:
-        return KellyDecision(configured, "fallback", "no strategy statistics for this day: configured Kelly inputs")
-    if stats.trades < rule.min_trades:
-        why = f"{stats.trades} closed trades in the window (< {rule.min_trades}): configured Kelly inputs"
-        return KellyDecision(configured, "fallback", why)
+        short = "no strategy statistics for this day"
+    elif stats.trades < rule.min_trades:
+        short = f"{stats.trades} closed trades in the window (< {rule.min_trades})"
+    else:
+        return _select(stats, configured, rule, source=None, prefix="")
+    if evidence is not None and evidence.trades >= rule.min_trades:
+        return _select(evidence, configured, rule, source=WALK_FORWARD, prefix=f"{short}; walk-forward out of sample: ")
+    if evidence is not None:
+        short += f", walk-forward evidence {evidence.trades} trades before D (< {rule.min_trades})"
+    return KellyDecision(configured, "fallback", f"{short}: configured Kelly inputs")
+
+
+def _select(
+    stats: TradeStats, configured: KellyInputs, rule: SelectorRule, source: str | None, prefix: str
+) -> KellyDecision:
+    """The seeds' selector on enough trades: Kelly from them, or the floor, or stop. `source` None:
+    the ledger's own statistics (sources strategy_stats, floor, stop as before)."""
     summary = f"win rate {stats.win_rate:.0%}, P&L {stats.total_pnl_krw:,.0f} KRW over {stats.trades} trades"
     failing = []
     if stats.win_rate < rule.min_win_rate:
@@ -156,17 +201,20 @@ def decide_kelly(stats: TradeStats | None, configured: KellyInputs, rule: Select
     if stats.total_pnl_krw < rule.min_pnl_krw:
         failing.append(f"P&L below {rule.min_pnl_krw:,.0f} KRW")
     if failing:
-        held = KellyInputs(configured.win_rate, configured.payoff_ratio, source=rule.action)
+        held = KellyInputs(configured.win_rate, configured.payoff_ratio, source=source or rule.action)
         if rule.action == "stop":
-            return KellyDecision(held, "stop", f"selector stop: {summary} ({'; '.join(failing)}): no new entries")
-        why = f"selector floor: {summary} ({'; '.join(failing)}): entries capped at {rule.floor_fraction:.1%} of equity"
+            why = f"{prefix}selector stop: {summary} ({'; '.join(failing)}): no new entries"
+            return KellyDecision(held, "stop", why)
+        cap = f"entries capped at {rule.floor_fraction:.1%} of equity"
+        why = f"{prefix}selector floor: {summary} ({'; '.join(failing)}): {cap}"
         return KellyDecision(held, "floor", why, max_fraction=rule.floor_fraction)
     if not (math.isfinite(stats.payoff_ratio) and stats.payoff_ratio > 0):
-        inputs = KellyInputs(stats.win_rate, configured.payoff_ratio, source="strategy_stats+configured R")
-        why = f"measured {summary}; no losing trade, so payoff ratio {configured.payoff_ratio:g} stays configured"
+        inputs = KellyInputs(stats.win_rate, configured.payoff_ratio, source=source or "strategy_stats+configured R")
+        kept = f"no losing trade, so payoff ratio {configured.payoff_ratio:g} stays configured"
+        why = f"{prefix}measured {summary}; {kept}"
         return KellyDecision(inputs, "kelly", why)
-    inputs = KellyInputs(stats.win_rate, stats.payoff_ratio, source="strategy_stats")
-    return KellyDecision(inputs, "kelly", f"measured {summary}, payoff ratio {stats.payoff_ratio:.2f}")
+    inputs = KellyInputs(stats.win_rate, stats.payoff_ratio, source=source or "strategy_stats")
+    return KellyDecision(inputs, "kelly", f"{prefix}measured {summary}, payoff ratio {stats.payoff_ratio:.2f}")
 
 
 def apply_decision(

@@ -18,6 +18,7 @@ from makenaide_assets.analysis.signals import signals
 from makenaide_assets.analysis.strategy_stats import matches_ledger, stats_frame, strategy_stats
 from makenaide_assets.resources.broker import PaperBroker
 from makenaide_assets.resources.io_manager import ParquetIOManager
+from makenaide_assets.resources.kelly_evidence import KellyEvidence
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.notifier import Notifier
@@ -53,6 +54,7 @@ def materialise(
         "market_data": ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR)),
         "broker": PaperBroker(ledger=ledger, market_data=ReplayMarketData(replay_dir=str(SAMPLE_REPLAY_DIR))),
         "notifier": Notifier(),
+        "kelly_evidence": KellyEvidence(),  # none: the ledger's own trades only
     }
     return dg.materialize(assets, resources=resources, partition_key=day, **kw)
 
