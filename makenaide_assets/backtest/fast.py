@@ -253,7 +253,9 @@ class FastEngine:
         asked = candles[candles["market"].isin(set(passed))]
         verdicts = verdicts_of(RulesAnalyst(), key, candidates, indicators, asked)
         timing = timing_of(md, verdicts, as_of)
-        stats = stats_frame(self.book.closed_trades(before), key, self.stats_config.window_days)
+        # Walk-forward evidence for Kelly (KellyEvidence of the demo resources), as `strategy_stats` reads it.
+        evidence = self.resources["kelly_evidence"].trades()
+        stats = stats_frame(self.book.closed_trades(before), key, self.stats_config.window_days, evidence)
         cash = self.book.cash_krw(before)
         recorded = [e["equity_krw"] for e in self.equity if e["partition_key"] < key]
         plan = plan_day(
