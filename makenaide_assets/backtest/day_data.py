@@ -81,21 +81,30 @@ class DayData:
                 "MAKENAIDE_REPLAY_DIR)"
             )
 
-    def universe(self, tickers: pd.DataFrame, thresholds: UniverseThresholds, partition_key: str) -> pd.DataFrame:
-        """`universe_frame` of D: months listed and the KRW traded in the 24 hours before D's close."""
-        as_of = np.datetime64(partition_close(partition_key), "ns")
+    def universes(
+        self, tickers: pd.DataFrame, thresholds: UniverseThresholds, keys: Sequence[str]
+    ) -> dict[str, pd.DataFrame]:
+        """`universe_frame` of each day D of `keys`: months listed and the KRW traded in the 24 hours
+        before D's close, screened in one call of `screen_universe` (a row per day and ticker)."""
         eligible = tickers.loc[tickers["excluded_reason"] == "", "market"].tolist()
         months, values = {}, {}
-        for market in eligible:
-            closes = self.month_closes.get(market)
-            count = 0 if closes is None else int(np.searchsorted(closes, as_of, side="right"))
-            months[market] = min(count, MONTHS_FETCHED)
-            series = self.day.get(market)
-            n = 0 if series is None else series.closed_count(as_of - _ONE_DAY)
-            recent = n > 0 and series.starts[n - 1] + _ONE_DAY == as_of  # type: ignore[union-attr]
-            values[market] = float(series.columns["candle_acc_trade_price"][n - 1]) if recent else 0.0  # type: ignore[union-attr]
-        traded = pd.Series(values, name="trade_value_krw", dtype="float64") if eligible else pd.Series(dtype="float64")
-        return screen_universe(tickers, pd.Series(months, dtype="int64"), traded, thresholds)
+        for key in keys:
+            as_of = np.datetime64(partition_close(key), "ns")
+            for market in eligible:
+                closes = self.month_closes.get(market)
+                count = 0 if closes is None else int(np.searchsorted(closes, as_of, side="right"))
+                months[stacked_key(key, market)] = min(count, MONTHS_FETCHED)
+                series = self.day.get(market)
+                n = 0 if series is None else series.closed_count(as_of - _ONE_DAY)
+                recent = n > 0 and series.starts[n - 1] + _ONE_DAY == as_of  # type: ignore[union-attr]
+                value = float(series.columns["candle_acc_trade_price"][n - 1]) if recent else 0.0  # type: ignore[union-attr]
+                values[stacked_key(key, market)] = value
+        stacked = pd.concat([tickers.assign(market=[stacked_key(k, m) for m in tickers["market"]]) for k in keys])
+        traded = pd.Series(values, name="trade_value_krw", dtype="float64")
+        frame = screen_universe(stacked.reset_index(drop=True), pd.Series(months, dtype="int64"), traded, thresholds)
+        frame["market"] = np.tile(tickers["market"].to_numpy(), len(keys))
+        n = len(tickers)
+        return {key: frame.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i, key in enumerate(keys)}
 
     def candles(
         self, universe: pd.DataFrame, thresholds: UniverseThresholds, partition_key: str
@@ -137,6 +146,15 @@ class DayData:
         for column in CANDLE_COLUMNS:
             data[column] = np.concatenate([s.columns[column][a:b] for _, s, a, b in cuts])
         return pd.DataFrame(data)
+
+    def close_of(self, market: str, partition_key: str) -> float | None:
+        """D's close of `market` (`portfolio`'s price), None when it has no candle dated D."""
+        series = self.day.get(market)
+        day = np.datetime64(pd.Timestamp(partition_key), "ns")
+        end = 0 if series is None else series.closed_count(day)
+        if end == 0 or series.starts[end - 1] != day:  # type: ignore[union-attr]
+            return None
+        return float(series.columns["trade_price"][end - 1])  # type: ignore[union-attr]
 
     def stale(self, fetch: Sequence[str], partition_key: str) -> list[str]:
         """`quality.stale_markets` of D's candles: fetched markets whose last closed candle is not D's."""

@@ -39,7 +39,7 @@ from makenaide_assets.market.indicators import BENCHMARK_MARKET, indicators_of
 from makenaide_assets.market.tickers import mark_exclusions
 from makenaide_assets.resources.analyst import RulesAnalyst
 from makenaide_assets.resources.broker import PAPER_SLIPPAGE_BPS
-from makenaide_assets.resources.ledger import identifier_for_signal, order_identifier
+from makenaide_assets.resources.ledger import identifier_for_signal
 from makenaide_assets.resources.market_data import ReplayMarketData, ReplayOutOfRange
 from makenaide_assets.resources.modes import resources_for
 from makenaide_assets.resources.trading_limits import TradingLimits
@@ -48,12 +48,14 @@ from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.candles import MalformedMarketData
 from makenaide_assets.strategy.exits import ExitParams
 from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS, indicator_snapshot, pattern_features
-from makenaide_assets.strategy.intraday import first_crossing, watch_levels
+from makenaide_assets.strategy.intraday import IntradayExit, crossings, watch_book, watch_window
 from makenaide_assets.strategy.limits import Limits, cap_buy, outside_band, sells_halted
+from makenaide_assets.strategy.orders import orders_possible
 from makenaide_assets.strategy.paper_book import DAILY, STOP, Cut, PaperBook, paper_fill, slipped_price
 from makenaide_assets.strategy.rules import CandidateParams, judge_candidates
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 from makenaide_assets.trading.portfolio import CASH_MARKET, mark_to_market
+from makenaide_assets.trading.stop_watch import StopWatchConfig
 
 # Run config the fast engine reproduces: the ops whose config is a function's parameters here.
 SUPPORTED_OPS = {"signals": SignalsConfig, "strategy_stats": StrategyStatsConfig}
@@ -66,8 +68,6 @@ SIGNAL_COLUMNS = ["partition_key", "market", "side", "kelly_source", "kelly_acti
 EQUITY_COLUMNS = ["partition_key", "cash_krw", "positions_value_krw", "equity_krw"]
 # Days whose indicators and candidates are computed together (memory: days × markets × 400 candles).
 PREPARE_DAYS = 32
-# The 4-hour candles of one UTC day: the stop watch after D reads D+1's.
-CANDLES_PER_DAY = 6
 
 
 class FastEngineRefusal(ValueError):
@@ -113,6 +113,8 @@ class Day:
     stats_trades: int = 0
     indicators: pd.DataFrame | None = None
     reported: bool = False  # a trading or report run would have run: equity recorded, stops watched
+    positions: pd.DataFrame | None = None  # held before D's orders, highest close since entry through D
+    fills: int = 0  # D's daily fills
 
     def row(self) -> dict[str, Any]:
         return {column: getattr(self, column) for column in DAY_COLUMNS}
@@ -142,8 +144,23 @@ class FastEngine:
     slippage_bps: float = PAPER_SLIPPAGE_BPS
     fee_rate: float = FEE_RATE
 
+    @classmethod
+    def for_spec(cls, spec: BacktestSpec) -> "FastEngine":
+        """Demo mode's settings (universe thresholds, blacklist), the replay, an empty book."""
+        limits, _ = TradingLimits().resolve()
+        return cls(
+            spec=spec,
+            market_data=ReplayMarketData(replay_dir=spec.replay_dir),
+            book=PaperBook(spec.initial_cash_krw),
+            limits=limits,
+            signals_config=_config(spec, "signals"),
+            stats_config=_config(spec, "strategy_stats"),
+            resources=resources_for("demo", has_openai_key=False),
+        )
+
     _tickers: pd.DataFrame | None = None
     _day_data: DayData | None = None
+    _nothing_asked: tuple[pd.DataFrame, pd.DataFrame] | None = None
 
     def tickers(self, as_of: pd.Timestamp) -> pd.DataFrame:
         """`tickers` of D: the recording's market list with the blacklist marked, the same list every
@@ -168,19 +185,22 @@ class FastEngine:
         own column of `indicator_snapshot`'s matrices, so a day's rows are its own call's. A day with
         fewer than two universe markets runs its own call (NumPy sums one column in another order)."""
         thresholds = self.resources["universe_thresholds"]
-        prepared, batch = {key: Prepared() for key in keys}, []
+        prepared, batch, listed = {key: Prepared() for key in keys}, [], []
         for key in keys:
-            day = prepared[key]
             try:
                 tickers = self.tickers(partition_close(key))
             except (ReplayOutOfRange, MalformedMarketData) as exc:
-                day.error = f"market: {exc}"
+                prepared[key].error = f"market: {exc}"
                 continue
             if tickers.empty or tickers["market"].duplicated().any():
-                day.error = "failed checks: tickers_well_formed"
+                prepared[key].error = "failed checks: tickers_well_formed"
                 continue
-            data = self.day_data
-            day.universe = data.universe(tickers, thresholds, key)
+            listed.append(key)
+        data = self.day_data if listed else None
+        universes = data.universes(self._tickers, thresholds, listed) if data is not None else {}
+        for key in listed:
+            day = prepared[key]
+            day.universe = universes[key]
             markets = day.universe.loc[day.universe["passed"], "market"].tolist()
             fetch = [*markets, *([BENCHMARK_MARKET] if BENCHMARK_MARKET not in markets else [])]
             failed = [
@@ -198,15 +218,16 @@ class FastEngine:
             else:
                 candles, _ = data.candles(day.universe, thresholds, key)
                 day.indicators = indicators_of(candles)
-                day.candidates = candidates_of(candles, day.indicators)
+                if quality.unexplained_nans(day.indicators, REQUIRED_COLUMNS)[0]:
+                    day.error = "failed checks: daily_indicators_no_unexplained_nan"
+                else:
+                    day.candidates = candidates_of(candles, day.indicators)
         if batch:
             self._prepare_together(batch, prepared, thresholds.history_days)
         for day in prepared.values():
-            if day.indicators is None or day.error:
+            if day.candidates is None or day.error:
                 continue
-            if quality.unexplained_nans(day.indicators, REQUIRED_COLUMNS)[0]:
-                day.error = "failed checks: daily_indicators_no_unexplained_nan"
-            elif day.candidates["passed"].any() and not inputs_sane(day.candidates).passed:
+            if day.candidates["passed"].any() and not inputs_sane(day.candidates).passed:
                 day.error = "failed checks: candidates_inputs_sane"
         return prepared
 
@@ -223,6 +244,8 @@ class FastEngine:
             }
         )
         indicators = indicator_snapshot(stacked, btc_frame)
+        for market in quality.unexplained_nans(indicators, REQUIRED_COLUMNS)[0]:
+            prepared[market[:10]].error = "failed checks: daily_indicators_no_unexplained_nan"
         keys = indicators["market"].str.slice(0, 10)
         rs_rank = indicators.groupby(keys)["rs_vs_btc"].rank(pct=True) * 100
         candidates = judge_candidates(indicators, rs_rank, pattern_features(stacked, CandidateParams().patterns))
@@ -247,12 +270,20 @@ class FastEngine:
         passed = candidates.loc[candidates["passed"], "market"]
         if passed.empty and positions.empty:
             return  # nothing to buy, nothing held: no signal, whatever the book and the regime
+        day.positions = with_highest_close_since_entry(positions, md, key)
+        if passed.empty and not orders_possible(day.positions, indicators, self.signals_config.plan_params()):
+            return  # held positions only, none at an exit or a pyramid step: no signal
         as_of = partition_close(key)
         candles, _ = self.day_data.candles(prepared.universe, self.resources["universe_thresholds"], key)
         breadth = pd.DataFrame([{"date": key, **read_thermometer(indicators, btc_row(indicators, candles))}])
-        asked = candles[candles["market"].isin(set(passed))]
-        verdicts = verdicts_of(RulesAnalyst(), key, candidates, indicators, asked)
-        timing = timing_of(md, verdicts, as_of)
+        if passed.empty and self._nothing_asked is not None:
+            verdicts, timing = self._nothing_asked  # no candidate: no verdict, no timing (the same empty frames)
+        else:
+            asked = candles[candles["market"].isin(set(passed))]
+            verdicts = verdicts_of(RulesAnalyst(), key, candidates, indicators, asked)
+            timing = timing_of(md, verdicts, as_of)
+            if passed.empty:
+                self._nothing_asked = (verdicts, timing)
         # Walk-forward evidence for Kelly (KellyEvidence of the demo resources), as `strategy_stats` reads it.
         evidence = self.resources["kelly_evidence"].trades()
         stats = stats_frame(self.book.closed_trades(before), key, self.stats_config.window_days, evidence)
@@ -267,7 +298,7 @@ class FastEngine:
             daily_indicators=indicators,
             market_breadth=breadth,
             strategy_stats=stats,
-            positions=with_highest_close_since_entry(positions, md, key),
+            positions=day.positions,
             cash_krw=cash,
             limits=self.limits,
             recorded_equity=recorded,
@@ -287,6 +318,7 @@ class FastEngine:
         records = day.signals.to_dict("records") if day.signals is not None else []
         for signal in sorted(records, key=lambda row: 0 if row["side"] == "sell" else 1):
             fill = self._execute(signal, key, bought)
+            day.fills += fill is not None
             if fill is not None and fill["side"] != "sell":
                 bought += fill["krw_value"]
 
@@ -356,12 +388,14 @@ class FastEngine:
         """`portfolio`: the book after D's orders valued at D's close (at cost without one); equity recorded."""
         key = day.partition
         cut = Cut(key, own_orders=True)
+        if not self.book.holds_anything():
+            cash = self.book.cash_krw(cut)
+            self.equity.append({"partition_key": key, "cash_krw": cash, "positions_value_krw": 0.0, "equity_krw": cash})
+            return
         positions = self.book.open_positions(cut)
         closes: dict[str, float | None] = {}
         for market in positions["market"]:
-            candle = self.market_data.candles(market, "day", partition_close(key), 1)
-            fresh = not candle.empty and candle["candle_date_time_utc"].iloc[-1] == pd.Timestamp(key)
-            closes[market] = float(candle["trade_price"].iloc[-1]) if fresh else None
+            closes[market] = self.day_data.close_of(market, key)  # None: no candle dated D
         cash = self.book.cash_krw(cut)
         frame = mark_to_market(positions, closes, cash)
         value = float(frame.loc[frame["market"] != CASH_MARKET, "value_krw"].sum())
@@ -371,52 +405,54 @@ class FastEngine:
 
     # ---- the stop watch between D's trading run and D+1's analysis ------------------------------
     def watch_stops(self, day: Day, exits: ExitParams) -> None:
-        """Every position held after D's fills, watched against D+1's 4-hour candles; a crossing is sold
-        by the paper broker at the rule's price (slippage against us), booked under D as a stop exit."""
+        """`stop_levels` then `stop_exits` at the end of the watch (DayRunner's tick): every position
+        held after D's fills, its levels fixed at D's close, against D+1's recorded 4-hour candles; a
+        crossing is sold by the paper broker where the rule fills it (slippage against us), booked
+        under D as a stop exit. Markets without 4-hour candles are left to the daily rule."""
         key, md = day.partition, self.market_data
-        close = partition_close(key)
-        positions = with_highest_close_since_entry(self.book.open_positions(Cut(key, own_orders=True)), md, key)
-        indicators = day.indicators.set_index("market") if day.indicators is not None else pd.DataFrame()
-        for pos in positions.itertuples(index=False):
-            candles = md.candles(pos.market, "minute240", close + pd.Timedelta(days=1), CANDLES_PER_DAY)
-            candles = candles[candles["candle_date_time_utc"] >= close]
-            if candles.empty:
-                continue  # no 4-hour candles recorded: the daily rule only
-            row = indicators.loc[pos.market] if pos.market in indicators.index else None
-            levels = watch_levels(
-                pos.market,
-                float(pos.volume),
-                float(pos.avg_price),
-                float(pos.highest_price),
-                None if row is None else _number(row["close"]),
-                None if row is None else _number(row["atr14"]),
-                exits,
-            )
-            prices = pd.DataFrame(
-                {
-                    "at": candles["candle_date_time_utc"],
-                    "open": candles["opening_price"],
-                    "high": candles["high_price"],
-                    "low": candles["low_price"],
-                }
-            )
-            crossing = first_crossing(levels, prices)
-            if crossing is not None:
-                self._stop_exit(key, pos.market, float(pos.volume), crossing)
+        if not self.book.holds_anything():
+            return
+        if day.positions is not None and not day.fills:
+            positions = day.positions  # nothing traded on D: the positions `signals` judged
+        else:
+            positions = self.book.open_positions(Cut(key, own_orders=True))
+            if positions.empty:
+                return
+            positions = with_highest_close_since_entry(positions, md, key)
+        if positions.empty:
+            return
+        indicators = day.indicators if day.indicators is not None else pd.DataFrame(columns=["market"])
+        levels = watch_book(positions, indicators, exits)
+        start, end = watch_window(key)
+        prices = md.intraday_prices([level.market for level in levels], start, end)
+        for crossing in crossings(levels, prices):
+            volume = next(level.volume for level in levels if level.market == crossing.market)
+            self._stop_exit(key, crossing, volume)
 
-    def _stop_exit(self, key: str, market: str, held: float, crossing: Any) -> None:
-        identifier = order_identifier(key, market, "sell", f"{market}|sell|stop")
-        price = slipped_price(crossing.price, "sell", self.slippage_bps)
-        volume, fee = paper_fill("sell", price, self.fee_rate, volume=held)
+    def _stop_exit(self, key: str, crossing: IntradayExit, volume: float) -> None:
+        """Broker.execute_stop_exits of one crossing (PaperBroker: the rule's price, slippage, fee)."""
+        market = crossing.market
+        identifier = identifier_for_signal(key, {"market": market, "side": "sell", "signal_id": STOP})
         order = {
             "identifier": identifier, "market": market, "side": "sell", "status": "skipped", "reason": crossing.reason,
             "ref_price": crossing.price, "requested_volume": volume, "broker": "paper", "partition_key": key,
             "kind": STOP, "triggered_at": crossing.at,
         }  # fmt: skip
         self.orders.append(order)
+        if (halted := sells_halted(self.limits)) is not None:
+            _skip(order, halted.name, halted.reason)
+            return
+        held = self.book.open_positions(Cut(key, own_orders=True, stop_exits=True)).set_index("market")
+        if market not in held.index:
+            _skip(order, "no_position", f"the ledger holds no {market}")
+            return
+        volume = round_volume(min(volume, float(held.at[market, "volume"])))
+        price = slipped_price(crossing.price, "sell", self.slippage_bps)
         if volume <= 0 or volume * price < MIN_ORDER_KRW:
             _skip(order, "under_min_total", f"{volume} {market} is below the minimum")
             return
+        order["requested_volume"] = volume
+        volume, fee = paper_fill("sell", price, self.fee_rate, volume=volume)
         fill = self.book.book(
             identifier, partition_key=key, market=market, side="sell", price=price, volume=volume, fee=fee,
             executed_at=crossing.at, kind=STOP,
@@ -445,20 +481,13 @@ def run_fast(spec: BacktestSpec, progress: Callable[[str], None] | None = None) 
     refuse_unsupported(spec)
     prepare_workdir(spec.workdir, spec)
     started = time.monotonic()
-    limits, warning = TradingLimits().resolve()
+    _, warning = TradingLimits().resolve()
     if warning and progress is not None:
         progress(warning)
-    signals_config = _config(spec, "signals")
-    engine = FastEngine(
-        spec=spec,
-        market_data=ReplayMarketData(replay_dir=spec.replay_dir),
-        book=PaperBook(spec.initial_cash_krw),
-        limits=limits,
-        signals_config=signals_config,
-        stats_config=_config(spec, "strategy_stats"),
-        resources=resources_for("demo", has_openai_key=False),
-    )
-    exits = signals_config.plan_params().exits
+    engine = FastEngine.for_spec(spec)
+    # The stop watch's own exit parameters (StopWatchConfig): the Dagster engine's trading runs take
+    # no run config, so its `stop_levels` always has the defaults, whatever `signals` is given.
+    exits = StopWatchConfig().exits()
     days: list[Day] = []
     partitions = spec.partitions()
     prepared: dict[str, Prepared] = {}

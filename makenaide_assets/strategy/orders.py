@@ -167,6 +167,22 @@ def plan_signals(
     )
 
 
+def orders_possible(positions: pd.DataFrame, daily_indicators: pd.DataFrame, params: PlanParams = PlanParams()) -> bool:
+    """False when `plan_signals` cannot order anything with no passed candidate: no held position's
+    close fires an exit (`_sells`) or reaches its next pyramid step (`_adds_wanted`). The same
+    tests as the planner's, for a caller that may then skip planning (the fast backtest)."""
+    snap = _snapshot(daily_indicators, params.trend_ma)
+    for pos in positions.itertuples(index=False):
+        if pos.market not in snap.index:
+            continue
+        row = snap.loc[pos.market]
+        if exit_reasons(row["close"], pos.avg_price, pos.highest_price, row["atr14"], row["ma"], params.exits):
+            return True
+        if float(row["close"]) >= float(pos.avg_price) * (1.0 + params.add_step_pct * int(pos.entries)):
+            return True
+    return False
+
+
 def _sells(
     held: pd.DataFrame, snap: pd.DataFrame, params: PlanParams, rejected: list[dict[str, str]]
 ) -> tuple[list[dict[str, Any]], set[str]]:

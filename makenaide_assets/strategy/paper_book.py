@@ -65,6 +65,10 @@ class PaperBook:
         self.cash_events: list[tuple[str | None, str, float]] = [(None, "seed", float(initial_cash_krw))]
         self.fills: list[dict[str, Any]] = []
         self._positions: dict[str, Position] = {}
+        # Reads by the number of fills they admit: a backtest books in partition order, so what a
+        # cut-off admits is always the first n fills (and cash events), and a quiet day reads again
+        # what the day before read.
+        self._reads: dict[tuple[str, int], Any] = {}
 
     def cash_krw(self, cut: Cut) -> float:
         total = 0.0
@@ -76,15 +80,25 @@ class PaperBook:
     def _admitted(self, cut: Cut) -> list[dict[str, Any]]:
         return [f for f in self.fills if cut.admits(f["partition_key"], f["kind"])]
 
+    def _read(self, name: str, cut: Cut, build: Any) -> Any:
+        admitted = self._admitted(cut)
+        if admitted != self.fills[: len(admitted)]:  # not a prefix (an out-of-order booking): no cache
+            return build(admitted)
+        key = (name, len(admitted))
+        if key not in self._reads:
+            self._reads[key] = build(admitted)
+        return self._reads[key]
+
     def open_positions(self, cut: Cut) -> pd.DataFrame:
-        return positions_frame(replay_positions(self._admitted(cut)))
+        return self._read("positions", cut, lambda fills: positions_frame(replay_positions(fills))).copy()
 
     def closed_trades(self, cut: Cut) -> pd.DataFrame:
         """Sell fills with their realised P&L, by execution time then booking order."""
-        sells = [f for f in self._admitted(cut) if f["side"] == "sell"]
-        frame = pd.DataFrame(sorted(sells, key=lambda f: (f["executed_at"], f["id"])), columns=FILL_COLUMNS)
-        frame["executed_at"] = pd.to_datetime(frame["executed_at"])
-        return frame
+        return self._read("closed", cut, _closed_frame).copy()
+
+    def holds_anything(self) -> bool:
+        """Whether any position is open after every fill booked so far."""
+        return bool(self._positions)
 
     def position(self, market: str) -> Position | None:
         """The position as booked now (every fill so far)."""
@@ -134,3 +148,10 @@ class PaperBook:
         }
         self.fills.append(fill)
         return fill
+
+
+def _closed_frame(fills: list[dict[str, Any]]) -> pd.DataFrame:
+    sells = [f for f in fills if f["side"] == "sell"]
+    frame = pd.DataFrame(sorted(sells, key=lambda f: (f["executed_at"], f["id"])), columns=FILL_COLUMNS)
+    frame["executed_at"] = pd.to_datetime(frame["executed_at"])
+    return frame
