@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "days",
     },
     "definitions": {"settings", "backtest", "pipeline", "resources"},
-    "demo": {"settings", "days", "definitions", "resources", "partitions", "sql"},
+    "demo": {"settings", "days", "definitions", "resources", "partitions", "sql", "strategy"},
     "status": {"settings", "sql", "strategy", "resources", "analysis"},
     # The live rehearsal builds live mode's definitions itself, against the local exchange.
     "rehearsal": {"strategy", "resources", "testing", "pipeline", "days"},

@@ -70,7 +70,10 @@ def test_blocking_checks_are_the_money_set_and_the_analysis_runs_six_steps() -> 
         "market", "breadth_and_candidates", "verdicts_and_timing", "strategy_stats", "signals", "analysis_on_time",
     }  # fmt: skip
     trading = defs.resolve_job_def("trading_job")
-    assert {node.name for node in trading.nodes} == {"fills", "portfolio", "daily_report"}
+    assert {node.name for node in trading.nodes} == {"fills", "portfolio", "stop_levels", "daily_report"}
+    report = defs.resolve_job_def("report_job")
+    assert {node.name for node in report.nodes} == {"portfolio", "stop_levels", "daily_report"}
+    assert {node.name for node in defs.resolve_job_def("stop_exit_job").nodes} == {"stop_exits"}
 
 
 def test_every_partitioned_asset_shares_the_one_daily_partitions() -> None:
