@@ -1,4 +1,8 @@
-"""`backtest_report`: a backtest ending at partition D, run through the real assets, with plots.
+"""`backtest_report`: a backtest ending at partition D, run by the fast engine (backtest/fast.py), with plots.
+
+The fast engine runs the assets' own functions in one process; `test_fast_engine.py` holds its
+trades and equity equal to the Dagster engine's (the real jobs day by day, `runner.run_backtest`,
+`python -m makenaide_assets.backtest --engine dagster`).
 
 Daily-partitioned like every other asset: partition D is the backtest's last day, so it reads
 nothing that had not closed by D (DESIGN §2), and re-materialising D with the same config gives
@@ -14,8 +18,9 @@ from pydantic import Field
 
 from makenaide_assets import settings
 from makenaide_assets.backtest.evaluate import BENCHMARK, BacktestResult, evaluate
+from makenaide_assets.backtest.fast import run_fast
 from makenaide_assets.backtest.plots import trade_returns_markdown
-from makenaide_assets.backtest.runner import BacktestRun, BacktestSpec, run_backtest
+from makenaide_assets.backtest.runner import BacktestRun, BacktestSpec
 from makenaide_assets.market.metadata import preview
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.market_data import ReplayMarketData
@@ -50,10 +55,10 @@ class BacktestConfig(dg.Config):
     metadata={"contract": "a backtest ending at D: equity curve, return, drawdown, Sharpe, trades vs buy-and-hold"},
 )
 def backtest_report(context: dg.AssetExecutionContext, config: BacktestConfig) -> dg.MaterializeResult:
-    """A backtest ending at D: analysis and trading jobs over the range in a sandbox, against buy-and-hold KRW-BTC."""
+    """A backtest ending at D: the pipeline's functions over the range (fast engine), against buy-and-hold KRW-BTC."""
     spec = config.spec(context.partition_key)
     context.log.info(f"backtest {spec.start} → {spec.end} on {spec.replay_dir} in {spec.workdir}")
-    run = run_backtest(spec, progress=context.log.info)
+    run = run_fast(spec, progress=context.log.info)
     if not run.days["analysis_ok"].any():
         raise dg.Failure(f"no partition of {spec.start} → {spec.end} ran: {run.days['error'].iloc[0]}")
     result = evaluate(run, ReplayMarketData(replay_dir=spec.replay_dir))
