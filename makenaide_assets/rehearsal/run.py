@@ -120,12 +120,14 @@ def rehearse(spec: RehearsalSpec, say: Callable[[str], None] = print) -> Report:
                         "analysis_ok": result.analysis_ok,
                         "signals": result.signal_summary,
                         "traded": result.traded,
+                        "stop_exits": result.stopped,
                         "trading_ok": result.trading_ok,
                         "error": result.error,
                         "invariant_failures": failures,
                     }
                 )
                 traded = f"; traded {'ok' if result.trading_ok else 'FAILED'}" if result.traded else ""
+                traded += f"; stop watch sold {', '.join(result.stopped)}" if result.stopped else ""
                 verdict = "invariants hold" if not failures else f"INVARIANTS FAILED: {'; '.join(failures)}"
                 say(f"[{i}/{len(days)}] {day} {result.signal_summary}{traded}; {verdict}")
             # The next morning's first act: every order the last run left open is resolved.

@@ -180,14 +180,26 @@ def stop_exits(
     )
 
 
-def _latest_levels(instance: dg.DagsterInstance) -> tuple[str, list[WatchLevels]] | None:
-    records = instance.fetch_materializations(STOP_LEVELS, limit=1).records
-    if not records or not records[0].partition_key or records[0].asset_materialization is None:
-        return None
-    levels = records[0].asset_materialization.metadata.get("levels")
-    rows = levels.value if levels is not None else []
-    frame = pd.DataFrame(rows if isinstance(rows, list) else json.loads(str(rows)), columns=LEVEL_COLUMNS)
-    return records[0].partition_key, levels_of(frame)
+def watched_partition(instance: dg.DagsterInstance, now: pd.Timestamp) -> tuple[str, list[WatchLevels]] | None:
+    """The partition whose book is watched at `now`, with its levels: P when now lies in P's watch
+    (P+1 00:00 → P+2 00:00 UTC) and P's `stop_levels` exist. Chosen by the clock, not by the newest
+    materialisation, so a re-run of an old day never takes the watch away from today's book. At the
+    boundary instant both P and P+1 qualify; P+1 wins once its trading run has written its levels."""
+    day = now.normalize()
+    for partition in (day - pd.Timedelta(days=1), day - pd.Timedelta(days=2)):
+        key = f"{partition:%Y-%m-%d}"
+        start, end = watch_window(key)
+        if not start <= now <= end:
+            continue
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=STOP_LEVELS, asset_partitions=[key]), limit=1
+        ).records
+        if records and records[0].asset_materialization is not None:
+            levels = records[0].asset_materialization.metadata.get("levels")
+            rows = levels.value if levels is not None else []
+            frame = pd.DataFrame(rows if isinstance(rows, list) else json.loads(str(rows)), columns=LEVEL_COLUMNS)
+            return key, levels_of(frame)
+    return None
 
 
 @dg.sensor(
@@ -200,14 +212,12 @@ def _latest_levels(instance: dg.DagsterInstance) -> tuple[str, list[WatchLevels]
 def stop_watch_sensor(
     context: dg.SensorEvaluationContext, ledger: TradingLedger, market_data: MarketData
 ) -> dg.SensorResult | dg.SkipReason:
-    latest = _latest_levels(context.instance)
-    if latest is None:
-        return dg.SkipReason("no stop_levels yet: nothing traded")
-    partition, levels = latest
     now = pd.Timestamp(utc_now_naive())
-    start, end = watch_window(partition)
-    if not start <= now <= end:
-        return dg.SkipReason(f"the watch after {partition} is {start:%m-%d %H:%M} → {end:%m-%d %H:%M} UTC; now {now}")
+    watched = watched_partition(context.instance, now)
+    if watched is None:
+        closed = f"{now.normalize() - pd.Timedelta(days=1):%Y-%m-%d}"
+        return dg.SkipReason(f"no stop_levels for {closed} yet (its trading or report run has not finished); now {now}")
+    partition, levels = watched
     exits, held, _ = crossed(levels, ledger, market_data, partition, now)
     if exits.empty:
         return dg.SkipReason(f"after {partition}: {len(held)} held, no level crossed at {now:%H:%M} UTC")

@@ -105,8 +105,8 @@ def test_the_sensor_waits_for_a_crossing_and_for_the_watch(
     after = tick(f"{NEXT} 16:00")  # the 12:00 candle crossed it
     assert [r.partition_key for r in after.run_requests or []] == [DAY]
     assert after.run_requests[0].tags["makenaide/stop_exits"] == "KRW-DOGE"  # type: ignore[index]
-    over = tick("2023-11-19 00:05")  # the next daily run owns the book now
-    assert not over.run_requests and "the watch after 2023-11-17" in str(over.skip_message)
+    over = tick("2023-11-19 00:05")  # the watch after 11-17 is over; 11-18 has not been traded yet
+    assert not over.run_requests and "no stop_levels for 2023-11-18 yet" in str(over.skip_message)
 
 
 def test_the_live_watch_is_one_ticker_call_for_every_held_market(long_dir: Path) -> None:
