@@ -13,6 +13,7 @@ import dagster as dg
 from makenaide_assets.analysis import breadth_candidates, freshness, signals, strategy_stats, verdicts_and_timing
 from makenaide_assets.jobs import analysis_job, analysis_schedule, report_job, stop_exit_job, trading_job
 from makenaide_assets.market import step as market_step
+from makenaide_assets.market.metadata import OWNERS
 from makenaide_assets.resources.check_catalog import CheckCatalog
 from makenaide_assets.resources.kelly_evidence import KellyEvidence
 from makenaide_assets.trading import fills, monthly, portfolio, report, stop_watch
@@ -28,6 +29,7 @@ PIPELINE_MODULES = [
 # Monthly partitions: loaded beside the pipeline, kept out of `check_catalog`, which lists the checks
 # of one daily partition D for its daily report.
 MONTHLY_MODULES = [monthly]
+CODE_VERSION = "1"
 
 
 def check_catalog(
@@ -38,13 +40,21 @@ def check_catalog(
     return CheckCatalog(checks=sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in keys))
 
 
+def with_owner_and_version(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """Every asset answers to the team and carries a code version (the UI's Owners and Code
+    version; staleness follows the version). An asset that declares its own keeps it: bump the
+    asset's, or CODE_VERSION for all the others, when its logic changes."""
+    return spec.replace_attributes(owners=spec.owners or OWNERS, code_version=spec.code_version or CODE_VERSION)
+
+
 def pipeline_definitions(resources: Mapping[str, Any], extra_modules: Sequence[Any] = ()) -> dg.Definitions:
     """The pipeline (plus `extra_modules`' assets and checks) bound to `resources`."""
     modules = [*PIPELINE_MODULES, *extra_modules]
-    assets = list(dg.load_assets_from_modules(modules))
+    assets = list(dg.map_asset_specs(with_owner_and_version, dg.load_assets_from_modules(modules)))
     checks = list(dg.load_asset_checks_from_modules(modules))
+    monthly_assets = dg.map_asset_specs(with_owner_and_version, dg.load_assets_from_modules(MONTHLY_MODULES))
     return dg.Definitions(
-        assets=[*assets, *dg.load_assets_from_modules(MONTHLY_MODULES)],
+        assets=[*assets, *monthly_assets],
         asset_checks=checks,
         jobs=[analysis_job, trading_job, report_job, stop_exit_job, monthly.monthly_report_job],
         schedules=[analysis_schedule, monthly.monthly_report_schedule],

@@ -176,3 +176,13 @@ def test_monthly_report_runs_on_the_first_for_the_month_that_ended_over_months_t
     paper = monthly_partitions(daily_partitions("paper", sample_dir))
     now = datetime.now(UTC).strftime("%Y-%m")
     assert paper.get_first_partition_key() == "2022-01" and paper.get_last_partition_key() == now
+
+
+def test_every_asset_has_an_owner_and_a_code_version() -> None:
+    graph = build_defs().resolve_asset_graph()
+    missing = [
+        key.to_user_string()
+        for key in graph.get_all_asset_keys()
+        if not graph.get(key).owners or not graph.get(key).code_version
+    ]
+    assert missing == []
