@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +48,12 @@ DEFAULT_GRID: dict[str, list[float]] = {
 # run config of `signals`, and the fast engine refuses config of other ops: it stays fixed too.
 DEFAULT_FIXED: dict[str, float] = {"min_confidence": 70.0, "max_position_fraction": 0.10}
 EVIDENCE_ENV = "MAKENAIDE_KELLY_EVIDENCE"
+# `signals` config read only for a held position (strategy/exits.py): a run that never bought is the same run
+# whatever their values.
+EXIT_PARAMS = {"stop_loss_pct", "trailing_atr_multiple", "trailing_pct", "take_profit_pct", "trend_ma"}
 TRAIN_COLUMNS = [
     "window", "cell", "trades", "total_return_pct", "max_drawdown_pct", "sharpe", "win_rate", "profit_factor",
-    "exposure_pct", "seconds", "chosen",
+    "exposure_pct", "seconds", "same_as", "chosen",
 ]  # fmt: skip
 TRADE_COLUMNS = [
     "window", "market", "entry_partition", "exit_partition", "executed_at", "kind", "entries", "holding_days",
@@ -86,8 +89,8 @@ class Plan:
         fixed = ", ".join(f"{k} {v}" for k, v in self.fixed.items())
         return (
             f"train {self.train_days} / test {self.test_days} days, {len(self.cells())} cells ({grid}; fixed: {fixed}, "
-            f"candidate min_score 4); choice: highest train return with >= {self.min_train_trades} closed trade(s), "
-            "ties to the shallower drawdown, else cell 0"
+            "the rest at the signals defaults, candidate min_score 4); choice: highest train return with >= "
+            f"{self.min_train_trades} closed trade(s), ties to the shallower drawdown, else cell 0"
         )
 
 
@@ -119,7 +122,7 @@ def run_cell(
 def train_cell(plan: Plan, window: Window, cell: int) -> dict[str, Any]:
     """A grid cell on a window's train days (a process pool task)."""
     workdir = plan.workdir / "runs" / window.key / f"train_{cell:02d}"
-    _, result, seconds = run_cell(
+    fills, result, seconds = run_cell(
         plan.replay_dir, window.train_start, window.train_end, workdir, plan.initial_cash_krw, plan.params(cell)
     )
     stats, mine = result.trade_stats, result.strategy
@@ -127,7 +130,18 @@ def train_cell(plan: Plan, window: Window, cell: int) -> dict[str, Any]:
         "window": window.key, "cell": cell, "trades": stats.trades, "total_return_pct": mine["total_return_pct"],
         "max_drawdown_pct": mine["max_drawdown_pct"], "sharpe": mine["sharpe"], "win_rate": stats.win_rate,
         "profit_factor": stats.profit_factor, "exposure_pct": mine["exposure_pct"], "seconds": seconds,
+        "bought": int(fills["side"].isin(["buy", "add"]).sum()), "same_as": None,
     }  # fmt: skip
+
+
+def same_run(plan: Plan, row: dict[str, Any], cell: int) -> dict[str, Any] | None:
+    """Cell `cell`'s train result without running it, when it cannot differ from `row`'s: `row` bought
+    nothing and the cells differ only in exit parameters, which nothing but a held position consults."""
+    cells = plan.cells()
+    differ = {k for k in cells[cell] if cells[cell][k] != cells[row["cell"]][k]}
+    if row["bought"] or not differ <= EXIT_PARAMS:
+        return None
+    return {**row, "cell": cell, "seconds": 0.0, "same_as": row["cell"]}
 
 
 def chosen_table(plan: Plan, rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -144,7 +158,7 @@ def train_windows(
     """Every (window, cell) on the train days, `workers` at a time; a window's table is written to
     train/<window>.csv and reported as soon as its last cell is in."""
     todo = list(only if only is not None else plan.windows())
-    cells = range(len(plan.cells()))
+    cells = list(range(len(plan.cells())))
     (plan.workdir / "train").mkdir(parents=True, exist_ok=True)
     pending = {w.key: [] for w in todo}
     tables: dict[str, pd.DataFrame] = {}
@@ -162,15 +176,32 @@ def train_windows(
                 f"{best['trades']} trades"
             )
 
+    def done(row: dict[str, Any]) -> list[int]:
+        """Book a cell's result; after cell 0, the window's other cells: those still to run."""
+        finish(row)
+        if row["cell"] != 0:
+            return []
+        copies = [same_run(plan, row, cell) for cell in cells[1:]]
+        for copy in copies:
+            if copy is not None:
+                finish(copy)
+        return [cell for cell, copy in zip(cells[1:], copies, strict=True) if copy is None]
+
+    windows_by_key = {w.key: w for w in todo}
     if workers <= 1:
         for window in todo:
-            for cell in cells:
+            for cell in done(train_cell(plan, window, 0)):
                 finish(train_cell(plan, window, cell))
         return tables
+    # Cell 0 of every window first: a window that bought nothing needs no other exit-parameter cell.
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(train_cell, plan, window, cell) for window in todo for cell in cells]
-        for future in as_completed(futures):
-            finish(future.result())
+        running = {pool.submit(train_cell, plan, window, 0) for window in todo}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                row = future.result()
+                for cell in done(row):
+                    running.add(pool.submit(train_cell, plan, windows_by_key[row["window"]], cell))
     return tables
 
 
@@ -284,6 +315,13 @@ def run_walk_forward(plan: Plan, workers: int = 2, progress: Callable[[str], Non
     return summary
 
 
+def _grid_arg(text: str) -> tuple[str, list[float]]:
+    name, _, values = text.partition("=")
+    if not name or not values:
+        raise argparse.ArgumentTypeError(f"--grid {text!r}: expected NAME=V1,V2")
+    return name, [float(v) for v in values.split(",")]
+
+
 def _params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in params.items())
 
@@ -302,12 +340,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes for the train runs")
     parser.add_argument("--min-train-trades", type=int, default=1, help="closed trades a cell needs to be chosen")
     parser.add_argument("--workdir", default=None, help="default: <var>/walk_forward/<recording>_<start>_<end>")
+    parser.add_argument(
+        "--grid", action="append", default=None, metavar="NAME=V1,V2",
+        help="a signals parameter and its values, repeated; replaces the default grid",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    grid = dict(_grid_arg(text) for text in args.grid) if args.grid else dict(DEFAULT_GRID)
     replay = args.replay_dir or settings.replay_dir()
     default = settings.var_dir() / "walk_forward" / f"{Path(replay).name}_{args.start}_{args.end}"
     plan = Plan(
         replay_dir=replay, start=args.start, end=args.end, workdir=Path(args.workdir or default),
-        train_days=args.train_days, test_days=args.test_days, min_train_trades=args.min_train_trades,
+        train_days=args.train_days, test_days=args.test_days, min_train_trades=args.min_train_trades, grid=grid,
     )  # fmt: skip
     print(f"walk-forward {plan.start} → {plan.end} on {replay}: {len(plan.windows())} windows; {plan.describe()}")
     summary = run_walk_forward(plan, args.workers, progress=lambda line: print(line, flush=True))

@@ -35,6 +35,7 @@ class WalkForwardConfig(dg.Config):
     train_days: int = Field(180, ge=1)
     test_days: int = Field(GRID_STEP_DAYS, ge=1, description="keep it the partitions' step, or windows overlap")
     min_train_trades: int = Field(1, ge=0, description="closed trades a cell needs on the train window to be chosen")
+    grid: dict[str, list[float]] | None = Field(None, description="signals parameters and values; default DEFAULT_GRID")
     workers: int = Field(1, ge=1, description="processes for one window's grid (a cluster run: its pod's cores)")
     workdir: str | None = Field(None, description="shared folder; default <var>/walk_forward/<replay>_<train>_<test>")
 
@@ -47,7 +48,7 @@ class WalkForwardConfig(dg.Config):
         workdir = Path(self.workdir) if self.workdir else settings.var_dir() / "walk_forward" / name
         return Plan(
             replay_dir=replay, start=GRID_START, end=end, workdir=workdir, train_days=self.train_days,
-            test_days=self.test_days, grid=dict(DEFAULT_GRID), min_train_trades=self.min_train_trades,
+            test_days=self.test_days, grid=dict(self.grid or DEFAULT_GRID), min_train_trades=self.min_train_trades,
         )  # fmt: skip
 
 
@@ -65,7 +66,7 @@ def walk_forward_window(context: dg.AssetExecutionContext, config: WalkForwardCo
         metadata={
             "train": f"{window.train_start} → {window.train_end}",
             "test": f"{window.test_start} → {window.test_end}",
-            "chosen": dg.MetadataValue.json({k: float(chosen[k]) for k in DEFAULT_GRID}),
+            "chosen": dg.MetadataValue.json({k: float(chosen[k]) for k in plan.grid}),
             "plan": plan.describe(),
             "cells": preview(table, rows=50),
             "workdir": str(plan.workdir),
