@@ -2,7 +2,8 @@
 
 - no (partition, market, side) has two executed exchange orders (an order was never sent twice);
 - every exchange order of ours with executed volume is in the ledger with that volume and fee;
-- the ledger's balances equal the account's: KRW within 1 KRW, every coin to Upbit's 8 decimals;
+- the ledger's balances equal the account's (plus what orders it holds unresolved executed since):
+  KRW within 1 KRW, every coin to Upbit's 8 decimals;
 - no order stays unresolved past the next run.
 Pure functions over the exchange's dump and the ledger's rows: the rehearsal and tests call them.
 """
@@ -52,10 +53,34 @@ def missing_from_ledger(
     return problems
 
 
-def balances_differ(exchange: Mapping[str, float], ledger: Mapping[str, float]) -> list[str]:
+def in_flight(
+    exchange_orders: Iterable[Mapping[str, Any]], ledger_orders: Mapping[str, Mapping[str, Any]]
+) -> dict[str, float]:
+    """What orders the ledger holds unresolved (pending, submitted) have executed on the exchange,
+    per currency: the account already shows it, the ledger books it when the next run resolves
+    them (time moves on between runs: a `wait` order may fill before anyone looks)."""
+    effect: dict[str, float] = {}
+    for order in exchange_orders:
+        booked = ledger_orders.get(str(order.get("identifier")))
+        volume = float(order.get("executed_volume") or 0)
+        if booked is None or booked["status"] not in ("pending", "submitted") or volume <= 0:
+            continue
+        coin = str(order["market"]).split("-", 1)[1]
+        funds, fee = float(order.get("executed_funds") or 0), float(order.get("paid_fee") or 0)
+        sign = 1.0 if order["side"] == "bid" else -1.0
+        effect[coin] = effect.get(coin, 0.0) + sign * volume
+        effect["KRW"] = effect.get("KRW", 0.0) - sign * funds - fee
+    return effect
+
+
+def balances_differ(
+    exchange: Mapping[str, float], ledger: Mapping[str, float], unbooked: Mapping[str, float] | None = None
+) -> list[str]:
+    """The account against the ledger plus what its unresolved orders executed (`in_flight`)."""
     problems = []
+    pending = unbooked or {}
     for currency in sorted(set(exchange) | set(ledger)):
-        have, booked = exchange.get(currency, 0.0), ledger.get(currency, 0.0)
+        have, booked = exchange.get(currency, 0.0), ledger.get(currency, 0.0) + pending.get(currency, 0.0)
         if differs(currency, have - booked):
             problems.append(f"{currency}: account {have:,.8f}, ledger {booked:,.8f}")
     return problems
@@ -71,4 +96,6 @@ def unresolved_too_long(ledger_orders: Iterable[Mapping[str, Any]], day: str) ->
     )
 
 
-__all__ = ["account_balances", "balances_differ", "missing_from_ledger", "sent_twice", "unresolved_too_long"]
+__all__ = [
+    "account_balances", "balances_differ", "in_flight", "missing_from_ledger", "sent_twice", "unresolved_too_long",
+]  # fmt: skip

@@ -158,7 +158,8 @@ def _check_day(
     report.balances.append({"day": day, "exchange": account, "ledger": booked, **({"final": True} if final else {})})
     rows = _ledger_rows(ledger)
     by_identifier = {r["identifier"]: r for r in rows}
-    failures = invariants.sent_twice(dump["orders"]) + invariants.balances_differ(account, booked)
+    unbooked = invariants.in_flight(dump["orders"], by_identifier)
+    failures = invariants.sent_twice(dump["orders"]) + invariants.balances_differ(account, booked, unbooked)
     failures += invariants.unresolved_too_long(rows, day)
     if final:
         # Orders still in flight mid-rehearsal are booked by the next run; after the final pass, all are.

@@ -44,3 +44,18 @@ def test_an_order_left_open_past_the_next_run_is_caught() -> None:
     ]
     assert invariants.unresolved_too_long(rows, "2023-12-07") == ["a still submitted"]
     assert invariants.unresolved_too_long(rows, "2023-12-06") == []
+
+
+def test_what_an_unresolved_order_executed_is_allowed_for_and_nothing_else() -> None:
+    # A buy left `submitted` (the exchange said `wait`) that filled before the next run looked.
+    filled = {**ORDER, "market": "KRW-BTC", "side": "bid", "executed_funds": "500000", "paid_fee": "250"}
+    submitted = {ID: {"identifier": ID, "status": "submitted"}}
+    unbooked = invariants.in_flight([filled], submitted)
+    assert unbooked == {"BTC": 0.01, "KRW": -500_250.0}
+    account, ledger = {"KRW": 9_499_750.0, "BTC": 0.01}, {"KRW": 10_000_000.0}
+    assert invariants.balances_differ(account, ledger, unbooked) == []
+    assert len(invariants.balances_differ(account, ledger)) == 2
+    # Booked already (done): nothing in flight, the ledger must match on its own.
+    assert invariants.in_flight([filled], {ID: {"identifier": ID, "status": "done"}}) == {}
+    sold = {**filled, "side": "ask"}
+    assert invariants.in_flight([sold], submitted) == {"BTC": -0.01, "KRW": 499_750.0}
