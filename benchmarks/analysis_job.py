@@ -1,6 +1,7 @@
 """analysis_job for one partition through the real CLI, against what it cannot avoid costing.
 
-    .venv/bin/python -m benchmarks.analysis_job [--partition 2023-12-06] [--markets 63] [--repeat 3] [--profile]
+    .venv/bin/python -m benchmarks.analysis_job [--partition 2023-12-06] [--markets 63] [--repeat 3]
+        [--instance sqlite|postgres|both] [--pg-url URL] [--profile]
 
 Target: analysis_job ≤ 1.5 × (the cheapest partitioned Dagster job through the same CLI + the bare
 computation), all measured in this run. The cheapest job is benchmarks/one_asset_defs.py: one
@@ -12,7 +13,18 @@ The ratio against the floor's analysis time alone (imports excluded) is printed 
 By default the replay is the sample's 63 real markets; `--markets 230` replicates them to
 Upbit's full KRW list under new codes (replicated_replay).
 Each CLI run (`dagster job execute -m makenaide_assets.definitions -j analysis_job`) gets a fresh
-DAGSTER_HOME (SQLite instance) and state folder; wall time includes Python start-up and imports.
+DAGSTER_HOME and state folder; wall time includes Python start-up and imports.
+
+Instance storage (`--instance`, default both): `sqlite` is Dagster's default (no dagster.yaml, a
+new SQLite instance in each fresh DAGSTER_HOME); `postgres` is the production configuration
+(deploy/production/dagster.yaml): a dagster.yaml whose only setting is `dagster_postgres` run,
+event-log and schedule storage on the PostgreSQL of `scripts/services` (`--pg-url`, default
+MAKENAIDE_TEST_PG_URL from the environment or var/services/services.env). Each benchmark run
+creates a new database per CLI job (analysis_job, one-asset job), creates Dagster's schema in it
+before the first timed run (a production instance exists before its daily run), and drops both
+databases at the end. With `both` each round runs the three measurements for each storage (the
+order alternating between rounds), each storage's ratio against its own floor run of that round.
+When PostgreSQL cannot be reached, `both` measures SQLite only and says why.
 The floor (analysis_floor) computes the same candidates, verdicts, timing and signals with the
 same pure functions and no Dagster; its outputs are checked equal to the job's. Runs alternate
 (job, floor, job, floor, ...) so load from other work on the machine falls on both alike.
@@ -21,13 +33,17 @@ same pure functions and no Dagster; its outputs are checked equal to the job's. 
 
 import argparse
 import os
+import re
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 
 from benchmarks import machine
 from benchmarks.replicated_replay import build
@@ -42,6 +58,90 @@ COMPARED = {
     "timing_4h": ["market", "entry_ok", "suggested_entry", "suggested_stop"],
     "signals": ["market", "side", "price", "krw_amount", "volume"],
 }
+SERVICES_ENV = machine.REPO / "var" / "services" / "services.env"
+PG_URL_ENV = "MAKENAIDE_TEST_PG_URL"
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the driver installed with dagster-postgres is psycopg2.
+PG_DRIVER = "postgresql+psycopg2"
+# What the dagster.yaml of a PostgreSQL DAGSTER_HOME reads its database from (as in production, the
+# address and password come from the environment, never from the file).
+INSTANCE_URL_ENV = "MAKENAIDE_BENCH_DAGSTER_PG_URL"
+POSTGRES_YAML = f"""# benchmarks/analysis_job.py: Dagster's run, event-log and schedule storage in PostgreSQL, as
+# deploy/production/dagster.yaml; every other setting left at Dagster's default, as the SQLite runs.
+storage:
+  postgres:
+    postgres_url:
+      env: {INSTANCE_URL_ENV}
+"""
+JOBS = ("analysis_job", "one_asset_job")
+
+
+class Instance:
+    """Where the CLI runs of one storage configuration keep Dagster's instance."""
+
+    def __init__(self, name: str, databases: dict[str, sa.URL] | None = None) -> None:
+        self.name = name
+        self.databases = databases or {}  # job -> its database (postgres only)
+
+    def home(self, state: Path, job: str) -> dict[str, str]:
+        """A fresh DAGSTER_HOME at `state` for `job`; the environment the CLI needs for it."""
+        shutil.rmtree(state, ignore_errors=True)
+        state.mkdir(parents=True)
+        if self.name == "postgres":
+            (state / "dagster.yaml").write_text(POSTGRES_YAML)
+        return {"DAGSTER_HOME": str(state), **self.env(job)}
+
+    def env(self, job: str) -> dict[str, str]:
+        """What the dagster.yaml of `job`'s home reads from the environment (nothing for SQLite)."""
+        url = self.databases.get(job)
+        return {INSTANCE_URL_ENV: url.render_as_string(hide_password=False)} if url else {}
+
+
+def postgres_url(given: str | None) -> tuple[sa.URL | None, str]:
+    """scripts/services' PostgreSQL (or `given`) if it answers, else None and why not."""
+    value = given or os.environ.get(PG_URL_ENV)
+    if not value and SERVICES_ENV.is_file():
+        match = re.search(rf"^export {PG_URL_ENV}=(.*)$", SERVICES_ENV.read_text(), re.MULTILINE)
+        value = shlex.split(match.group(1))[0] if match else None
+    if not value:
+        return None, f"no --pg-url, {PG_URL_ENV} unset and not in {SERVICES_ENV} (start it with scripts/services start)"
+    url = sa.make_url(value).set(drivername=PG_DRIVER)
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("show server_version")).scalar()
+    except sa.exc.OperationalError as error:
+        where, why = url.render_as_string(hide_password=True), " ".join(str(error.orig).split())
+        return None, f"PostgreSQL at {where} is not reachable ({why}; scripts/services start)"
+    finally:
+        engine.dispose()
+    return url, f"PostgreSQL {version} at {url.host}:{url.port}"
+
+
+def _admin(server: sa.URL, statement: str) -> None:
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def create_instances(server: sa.URL, instance: Instance, state: Path) -> None:
+    """A new database per CLI job, with Dagster's schema created in it (not timed)."""
+    import dagster as dg
+
+    run = uuid.uuid4().hex[:10]
+    for job in JOBS:
+        name = f"mkn_bench_{job}_{run}"
+        _admin(server, f'CREATE DATABASE "{name}"')
+        instance.databases[job] = server.set(database=name)
+        os.environ |= instance.home(state / job, job)
+        dg.DagsterInstance.from_config(str(state / job)).dispose()  # creates and stamps the tables
+
+
+def drop_instances(server: sa.URL, instance: Instance) -> None:
+    for url in instance.databases.values():
+        _admin(server, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -52,10 +152,11 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return watch.seconds
 
 
-def run_job(tree: Path, replay: Path, partition: str, state: Path, profile: Path | None = None) -> float:
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
-    env = {**os.environ, "DAGSTER_HOME": str(state), "MAKENAIDE_VAR": str(state / "var"), "MAKENAIDE_MODE": "demo"}
+def run_job(
+    tree: Path, replay: Path, partition: str, state: Path, instance: Instance, profile: Path | None = None
+) -> float:
+    env = {**os.environ, **instance.home(state, "analysis_job")}
+    env |= {"MAKENAIDE_VAR": str(state / "var"), "MAKENAIDE_MODE": "demo"}
     env |= {"MAKENAIDE_REPLAY_DIR": str(replay), "PYTHONPATH": str(tree)}
     env.pop("OPENAI_API_KEY", None)  # the offline rules analyst, as the floor
     cli = [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "makenaide_assets.definitions"]
@@ -65,11 +166,9 @@ def run_job(tree: Path, replay: Path, partition: str, state: Path, profile: Path
     return _run(cli, env, tree)
 
 
-def run_one_asset(tree: Path, partition: str, state: Path) -> float:
+def run_one_asset(tree: Path, partition: str, state: Path, instance: Instance) -> float:
     """The same CLI, the cheapest partitioned job: Dagster's fixed cost of one run."""
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
-    env = {**os.environ, "DAGSTER_HOME": str(state), "PYTHONPATH": str(tree)}
+    env = {**os.environ, **instance.home(state, "one_asset_job"), "PYTHONPATH": str(tree)}
     cli = [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "benchmarks.one_asset_defs"]
     cli += ["-j", "one_asset_job", "--tags", f'{{"dagster/partition": "{partition}"}}']
     return _run(cli, env, tree)
@@ -88,13 +187,14 @@ def run_floor(tree: Path, replay: Path, partition: str, out: Path) -> tuple[floa
     return watch.seconds, analysis
 
 
-def run_breakdown(state: Path) -> str:
-    """Where the last CLI run's time went, from its own instance: the run, its asset and check steps,
-    and how many events it stored (each one a commit to the SQLite event log)."""
+def run_breakdown(state: Path, instance_env: dict[str, str]) -> str:
+    """Where the last analysis_job run's time went, from its own instance: the run, its asset and
+    check steps, and how many events it stored (each one a commit to the event log)."""
     import dagster as dg
 
+    os.environ |= instance_env
     instance = dg.DagsterInstance.from_config(str(state))
-    run = instance.get_runs(limit=1)[0]
+    run = instance.get_runs(filters=dg.RunsFilter(job_name="analysis_job"), limit=1)[0]
     stats = instance.get_run_stats(run.run_id)
     steps = instance.get_run_step_stats(run.run_id)
     events = len(instance.all_logs(run.run_id))
@@ -104,6 +204,7 @@ def run_breakdown(state: Path) -> str:
     materialized = sum(len(s.materialization_events) for s in assets)
     total = sum(s.end_time - s.start_time for s in steps)
     in_checks = sum(s.end_time - s.start_time for s in checks)
+    instance.dispose()
     return (
         f"run {stats.end_time - stats.start_time:.1f} s in Dagster, {events} events ({len(steps)} steps: "
         f"{len(assets)} asset steps ({materialized} assets) {total - in_checks:.1f} s, "
@@ -124,35 +225,16 @@ def same_outputs(job_storage: Path, floor_out: Path, partition: str) -> list[str
     return differ
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--partition", default="2023-12-06")
-    parser.add_argument("--markets", type=int, default=SAMPLE_MARKETS, help="63: the sample as recorded")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="one more CLI run under pyinstrument")
-    parser.add_argument("--tree", type=Path, default=machine.REPO, help="the source tree to run (e.g. a patched copy)")
-    args = parser.parse_args()
-    replay = SAMPLE_REPLAY_DIR if args.markets == SAMPLE_MARKETS else build(args.markets)
-    print(machine.describe())
-    print(f"replay: {replay} ({args.markets} KRW markets)")
-    print(f"partition {args.partition}, tree {args.tree}; wall times include Python start-up and imports")
-    jobs, ones, floors, computes = [], [], [], []
-    for i in range(args.repeat):
-        # Interleaved, so load from other work on the machine falls on all three alike.
-        jobs.append(run_job(args.tree, replay, args.partition, OUT / "job"))
-        ones.append(run_one_asset(args.tree, args.partition, OUT / "one-asset"))
-        floor, compute = run_floor(args.tree, replay, args.partition, OUT / "floor")
-        floors.append(floor)
-        computes.append(compute)
-        print(
-            f"  run {i + 1}: analysis_job {jobs[-1]:5.2f} s, one-asset job {ones[-1]:5.2f} s, "
-            f"bare computation {floor:5.2f} s (analysis {compute:.2f} s) (load {machine.load()})",
-            flush=True,
-        )
+def report(instance: Instance, rounds: list[dict[str, float]], partition: str) -> bool:
+    """One storage configuration's figures; True when its median paired ratio is within target."""
+    state = OUT / instance.name
+    jobs, ones = [r["job"] for r in rounds], [r["one"] for r in rounds]
+    floors, computes = [r["floor"] for r in rounds], [r["compute"] for r in rounds]
     job, one = statistics.median(jobs), statistics.median(ones)
-    floor, compute = statistics.median(floors), statistics.median(computes)
-    print(f"  last analysis_job run: {run_breakdown(OUT / 'job')}")
-    differ = same_outputs(OUT / "job" / "var" / "storage", OUT / "floor", args.partition)
+    floor = statistics.median(floors)
+    print(f"{instance.name}:")
+    print(f"  last analysis_job run: {run_breakdown(state / 'job', instance.env('analysis_job'))}")
+    differ = same_outputs(state / "job" / "var" / "storage", state / "floor", partition)
     print(f"  outputs (candidates, gpt_verdicts, timing_4h, signals): {differ or 'equal to the bare computation'}")
     # Each round's three runs ran back to back, so their ratio is what a slower or faster moment
     # of this shared machine cannot bend; the verdict is the median of those paired ratios.
@@ -170,14 +252,89 @@ def main() -> int:
         f"  ratio per round: {', '.join(f'{r:.2f}' for r in paired)}; median {ratio:.2f} "
         f"(target <= {TARGET_RATIO:g}): {'met' if ok else 'MISSED'}"
     )
+    loads = ", ".join(f"{r['load']:.2f}" for r in rounds)
+    print(f"  load (1 min) per round: {loads}")
     print(f"  against the analysis alone (the floor's imports excluded): median ratio {strict:.2f}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument("--partition", default="2023-12-06")
+    parser.add_argument("--markets", type=int, default=SAMPLE_MARKETS, help="63: the sample as recorded")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (each: job, one-asset job, floor per storage)")
+    parser.add_argument(
+        "--instance",
+        choices=("sqlite", "postgres", "both"),
+        default="both",
+        help="Dagster instance storage of the CLI runs: Dagster's default SQLite, the production "
+        "PostgreSQL (a new database per job, dropped at the end), or both in the same rounds "
+        "(default; SQLite only, saying why, when PostgreSQL cannot be reached)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        help=f"PostgreSQL server for --instance postgres/both (a role that may CREATE DATABASE); "
+        f"default {PG_URL_ENV} from the environment or {SERVICES_ENV.relative_to(machine.REPO)}",
+    )
+    parser.add_argument("--profile", action="store_true", help="one more CLI run under pyinstrument (first storage)")
+    parser.add_argument("--tree", type=Path, default=machine.REPO, help="the source tree to run (e.g. a patched copy)")
+    args = parser.parse_args()
+    replay = SAMPLE_REPLAY_DIR if args.markets == SAMPLE_MARKETS else build(args.markets)
+    print(machine.describe())
+    print(f"replay: {replay} ({args.markets} KRW markets)")
+    print(f"partition {args.partition}, tree {args.tree}; wall times include Python start-up and imports")
+    names = ["sqlite", "postgres"] if args.instance == "both" else [args.instance]
+    server = None
+    if "postgres" in names:
+        server, about = postgres_url(args.pg_url)
+        if server is None and args.instance == "postgres":
+            raise SystemExit(f"--instance postgres: {about}")
+        if server is None:
+            print(f"instance storage: SQLite only: {about}")
+            names = ["sqlite"]
+        else:
+            print(f"instance storage: SQLite (Dagster's default) and {about} (dagster_postgres, new databases)")
+    instances = {"sqlite": Instance("sqlite"), "postgres": Instance("postgres")}
+    try:
+        if server is not None:
+            create_instances(server, instances["postgres"], OUT / "postgres")
+        return measure(args, replay, [instances[n] for n in names])
+    finally:
+        if server is not None:
+            drop_instances(server, instances["postgres"])
+
+
+def measure(args: argparse.Namespace, replay: Path, instances: list[Instance]) -> int:
+    rounds: dict[str, list[dict[str, float]]] = {i.name: [] for i in instances}
+    for i in range(args.repeat):
+        # Interleaved, so load from other work on the machine falls on all three alike; with both
+        # storages, which one goes first alternates between rounds.
+        for instance in instances if i % 2 == 0 else instances[::-1]:
+            state = OUT / instance.name
+            job = run_job(args.tree, replay, args.partition, state / "job", instance)
+            one = run_one_asset(args.tree, args.partition, state / "one-asset", instance)
+            floor, compute = run_floor(args.tree, replay, args.partition, state / "floor")
+            load = os.getloadavg()[0]
+            rounds[instance.name].append(dict(job=job, one=one, floor=floor, compute=compute, load=load))
+            print(
+                f"  round {i + 1} {instance.name:>8}: analysis_job {job:5.2f} s, one-asset job {one:5.2f} s, "
+                f"bare computation {floor:5.2f} s (analysis {compute:.2f} s): ratio {job / (one + floor):.2f} "
+                f"(load {machine.load()})",
+                flush=True,
+            )
+    ok = True
+    for instance in instances:
+        ok &= report(instance, rounds[instance.name], args.partition)
     if args.profile:
-        report = OUT / "profile.txt"
-        seconds = run_job(args.tree, replay, args.partition, OUT / "job-profiled", profile=report)
-        print(f"  profiled CLI run: {seconds:.1f} s under pyinstrument; report {report}")
+        first = instances[0]
+        out = OUT / first.name / "profile.txt"
+        seconds = run_job(args.tree, replay, args.partition, OUT / first.name / "job-profiled", first, profile=out)
+        print(f"  profiled CLI run ({first.name}): {seconds:.1f} s under pyinstrument; report {out}")
     if machine.busy():
         print(f"  machine busy (load {machine.load()}): re-run for clean figures")
-    print(f"Output: job state and Parquet values {OUT / 'job'}, floor outputs {OUT / 'floor'}")
+    print(f"Output: job state and Parquet values {OUT}/<storage>/job, floor outputs {OUT}/<storage>/floor")
     return 0 if ok else 1
 
 
