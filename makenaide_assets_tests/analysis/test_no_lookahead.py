@@ -62,3 +62,48 @@ def test_analysis_for_d_ignores_everything_after_d(
     assert bool(full["candidates"]["passed"].any()) is (day != "quiet")
     assert (len(full["timing_4h"]) >= 1) is (day != "quiet")
     assert bool((full["signals"]["side"] == "buy").any()) is (day == "buy")
+
+
+# Real out-of-sample trades of a walk-forward run over the long recording (strategy/test_kelly_evidence.py), a buy day
+# whose 365 days before hold `min_trades` of them (15: the default 20 is never reached in that record).
+EVIDENCE = Path(__file__).parents[1] / "backtest" / "fixtures" / "walk_forward_long_oos_trades.csv"
+EVIDENCE_DAY, EVIDENCE_MIN_TRADES = "2024-03-28", 10
+
+
+def analyse_with_evidence(
+    replay: Path, var: Path, partition: str, evidence: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, pd.DataFrame], dg.ExecuteInProcessResult]:
+    monkeypatch.setenv("MAKENAIDE_KELLY_EVIDENCE", str(evidence))
+    monkeypatch.setenv("MAKENAIDE_REPLAY_DIR", str(replay))
+    monkeypatch.setenv("MAKENAIDE_VAR", str(var))
+    job = build_defs().resolve_job_def("analysis_job")
+    run_config = {"ops": {"signals": {"config": {"min_trades": EVIDENCE_MIN_TRADES}}}}
+    result = job.execute_in_process(
+        partition_key=partition, instance=dg.DagsterInstance.ephemeral(), run_config=run_config
+    )
+    assert result.success
+    return {key: pd.read_parquet(var / "storage" / key / f"{partition}.parquet") for key in COMPARED}, result
+
+
+def test_walk_forward_evidence_sizes_d_only_with_trades_closed_before_d(
+    long_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """signals(D) with the whole evidence file equals signals(D) with every trade that closed on or after
+    D's first instant deleted from it; and it is sized from that evidence (kelly_source walk_forward)."""
+    trades = pd.read_csv(EVIDENCE, dtype={"exit_partition": str})
+    before = trades[pd.to_datetime(trades["executed_at"]) < pd.Timestamp(EVIDENCE_DAY)]
+    assert 0 < len(before) < len(trades)  # the file holds trades on and after D: the comparison is not vacuous
+    before.to_csv(tmp_path / "before.csv", index=False)
+    full, result = analyse_with_evidence(long_dir, tmp_path / "full", EVIDENCE_DAY, EVIDENCE, monkeypatch)
+    cut, _ = analyse_with_evidence(long_dir, tmp_path / "cut", EVIDENCE_DAY, tmp_path / "before.csv", monkeypatch)
+    for key in COMPARED:
+        pd.testing.assert_frame_equal(full[key], cut[key], check_exact=True, obj=key)
+
+    stats = full["strategy_stats"].iloc[0]
+    window = before[before["exit_partition"] >= (pd.Timestamp(EVIDENCE_DAY) - pd.Timedelta(days=365)).strftime("%F")]
+    assert (stats["trades"], stats["evidence_trades"]) == (0, len(window)) and len(window) >= EVIDENCE_MIN_TRADES
+    buys = full["signals"][full["signals"]["side"] == "buy"]
+    assert len(buys) >= 1 and (buys["kelly_source"] == "walk_forward").all()
+    metadata = result.asset_materializations_for_node("signals")[0].metadata
+    assert metadata["kelly_source"].value == "walk_forward"
+    assert "walk-forward out of sample" in metadata["kelly"].value["reason"]
