@@ -155,10 +155,11 @@ def _check_day(
     dump = exchange.dump()
     account = invariants.account_balances(dump["accounts"])
     booked = ledger.balances()
-    report.balances.append({"day": day, "exchange": account, "ledger": booked, **({"final": True} if final else {})})
     rows = _ledger_rows(ledger)
     by_identifier = {r["identifier"]: r for r in rows}
     unbooked = invariants.in_flight(dump["orders"], by_identifier)
+    balances = {"day": day, "exchange": account, "ledger": booked, "in_flight": unbooked}
+    report.balances.append({**balances, **({"final": True} if final else {})})
     failures = invariants.sent_twice(dump["orders"]) + invariants.balances_differ(account, booked, unbooked)
     failures += invariants.unresolved_too_long(rows, day)
     if final:
