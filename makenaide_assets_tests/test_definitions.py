@@ -77,12 +77,15 @@ def test_blocking_checks_are_the_money_set_and_the_analysis_runs_six_steps() -> 
 
 
 def test_every_partitioned_asset_shares_the_one_daily_partitions() -> None:
+    from makenaide_assets.backtest.walk_forward_asset import windows_partitions
     from makenaide_assets.partitions import daily
     from makenaide_assets.trading.monthly import monthly
 
+    # Other grains, on purpose: months, and walk-forward windows (one run per window, not per day).
+    other = {"monthly_report": monthly, "walk_forward_window": windows_partitions, "walk_forward_report": None}
     graph = build_defs().resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        expected = monthly if key == dg.AssetKey("monthly_report") else daily
+        expected = other.get(key.to_user_string(), daily)
         assert graph.get(key).partitions_def == expected, key
 
 
