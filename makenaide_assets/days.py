@@ -63,10 +63,13 @@ class DayRunner:
         cursor: str | None = None,
         clock: Callable[[pd.Timestamp], AbstractContextManager[Any]] = at_instant,
         watch_every: pd.Timedelta | None = None,
+        trading_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.defs = defs
         self.instance = instance
         self.analysis_config = dict(analysis_config or QUIET)
+        # The trading and report runs' config (a backtest's exits for `stop_levels`), quiet too.
+        self.trading_config = {**QUIET, **(trading_config or {})}
         self.analysis = defs.resolve_job_def("analysis_job")
         self.trading = defs.resolve_job_def("trading_job")
         self.report = defs.resolve_job_def("report_job")
@@ -103,8 +106,8 @@ class DayRunner:
             t1 = time.monotonic()
             job = self.report if request.job_name == self.report.name else self.trading
             trade = job.execute_in_process(
-                partition_key=request.partition_key, instance=self.instance, tags=request.tags, run_config=QUIET,
-                raise_on_error=False,
+                partition_key=request.partition_key, instance=self.instance, tags=request.tags,
+                run_config=self.trading_config, raise_on_error=False,
             )  # fmt: skip
             (day.reported if job is self.report else day.traded).append(str(request.partition_key))
             day.trading_s += time.monotonic() - t1

@@ -55,7 +55,7 @@ from makenaide_assets.strategy.paper_book import DAILY, STOP, Cut, PaperBook, pa
 from makenaide_assets.strategy.rules import CandidateParams, judge_candidates
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 from makenaide_assets.trading.portfolio import CASH_MARKET, mark_to_market
-from makenaide_assets.trading.stop_watch import StopWatchConfig
+from makenaide_assets.trading.stop_watch import StopWatchConfig, shared_exits
 
 # Run config the fast engine reproduces: the ops whose config is a function's parameters here.
 SUPPORTED_OPS = {"signals": SignalsConfig, "strategy_stats": StrategyStatsConfig}
@@ -485,9 +485,9 @@ def run_fast(spec: BacktestSpec, progress: Callable[[str], None] | None = None) 
     if warning and progress is not None:
         progress(warning)
     engine = FastEngine.for_spec(spec)
-    # The stop watch's own exit parameters (StopWatchConfig): the Dagster engine's trading runs take
-    # no run config, so its `stop_levels` always has the defaults, whatever `signals` is given.
-    exits = StopWatchConfig().exits()
+    # The stop watch watches the exits `signals` judges with (the Dagster engine's trading runs get
+    # them as `stop_levels`' run config: trading.stop_watch.stop_levels_config).
+    exits = StopWatchConfig(**shared_exits(spec.ops_config.get("signals", {}).get("config", {}))).exits()
     days: list[Day] = []
     partitions = spec.partitions()
     prepared: dict[str, Prepared] = {}

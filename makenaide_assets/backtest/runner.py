@@ -26,6 +26,7 @@ from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.resources.market_data import ReplayMarketData
 from makenaide_assets.resources.modes import resources_for
+from makenaide_assets.trading.stop_watch import stop_levels_config
 
 MARKER = "BACKTEST.json"  # only a folder carrying it is ever wiped
 DAY_COLUMNS = ["partition", "analysis_ok", "signal_count", "traded", "trading_ok", "analysis_s", "trading_s", "error"]
@@ -100,6 +101,7 @@ def run_backtest(spec: BacktestSpec, progress: Callable[[str], None] | None = No
         pipeline_definitions(resources),
         dg.DagsterInstance.ephemeral(),
         analysis_config={**QUIET, "ops": dict(spec.ops_config)} if spec.ops_config else QUIET,
+        trading_config=stop_levels_config(spec.ops_config.get("signals", {}).get("config", {})),
     )
     started, rows = time.monotonic(), []
     partitions = spec.partitions()

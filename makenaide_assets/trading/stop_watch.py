@@ -10,6 +10,8 @@ and tells the operator. P's own fills, portfolio and equity never see it; P+1's 
 """
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -48,6 +50,18 @@ class StopWatchConfig(dg.Config):
             trail_pct=self.trailing_pct,
             take_profit_pct=self.take_profit_pct,
         )
+
+
+def shared_exits(signals_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The exit fields of a `signals` config that `stop_levels` shares (the same names), so a
+    backtest or a run given other exits watches the levels its signals judge."""
+    return {name: signals_config[name] for name in StopWatchConfig.model_fields if name in signals_config}
+
+
+def stop_levels_config(signals_config: Mapping[str, Any]) -> dict[str, Any]:
+    """`stop_levels`' run config carrying a `signals` config's exits (empty: the defaults)."""
+    shared = shared_exits(signals_config)
+    return {"ops": {"stop_levels": {"config": shared}}} if shared else {}
 
 
 def levels_frame(levels: list[WatchLevels]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from makenaide_assets.resources.upbit_quotation import UpbitMarketData
 from makenaide_assets.strategy.exits import STOP_LOSS_PCT
 from makenaide_assets.strategy.ticks import round_price_to_tick
 from makenaide_assets.testing.upbit_server import UpbitServer
+from makenaide_assets.trading.stop_watch import StopWatchConfig, stop_levels_config
 
 DAY, NEXT = "2023-11-17", "2023-11-18"  # KRW-DOGE is bought after 11-17 and falls 8 % on 11-18
 
@@ -122,3 +123,13 @@ def test_the_live_watch_is_one_ticker_call_for_every_held_market(long_dir: Path)
         candle = _h4(long_dir, row.market, NEXT).set_index("at").loc[pd.Timestamp(f"{NEXT} 12:00")]
         assert row.at == pd.Timestamp(f"{NEXT} 12:00")
         assert row.open == row.high == row.low == row.close == candle["opening_price"]
+
+
+def test_the_watch_takes_the_exits_signals_is_given() -> None:
+    # A backtest (or walk-forward cell) gives `signals` other exits: `stop_levels` gets the same.
+    signals_config = {"stop_loss_pct": 0.05, "take_profit_pct": 0.4, "min_confidence": 70.0}
+    config = stop_levels_config(signals_config)
+    assert config == {"ops": {"stop_levels": {"config": {"stop_loss_pct": 0.05, "take_profit_pct": 0.4}}}}
+    exits = StopWatchConfig(**config["ops"]["stop_levels"]["config"]).exits()
+    assert (exits.stop_loss_pct, exits.take_profit_pct, exits.atr_multiple) == (0.05, 0.4, 3.0)
+    assert stop_levels_config({"min_confidence": 70.0}) == {}
