@@ -39,10 +39,9 @@ from makenaide_assets.strategy.ticks import FEE_RATE
 from makenaide_assets.strategy.walk_forward import Window, choose, grid_cells, windows
 
 # Small enough for two cores: 8 cells. The first value of each is the strategy's default (cell 0).
-# Tighter, not looser, than the defaults: in a backtest the stop watch between daily runs keeps its
-# own defaults (StopWatchConfig; the trading runs take no run config, and the fast engine follows),
-# so a `signals` exit looser than 8 % / 3 ATR / 25 % never fires before the watch does: every such
-# cell is the default run (measured: all four cells of 0.08/0.12 × 3/4.5 identical in every window).
+# The stop watch between daily runs watches these same exits (trading/stop_watch.py shared_exits);
+# before it did, a `signals` exit looser than the watch's defaults never fired first (every cell of
+# 0.08/0.12 × 3/4.5 ATR was the default run).
 DEFAULT_GRID: dict[str, list[float]] = {
     "stop_loss_pct": [0.08, 0.05],
     "trailing_atr_multiple": [3.0, 2.0],
