@@ -17,7 +17,6 @@ a function of the data), and run config of any op other than `signals` and `stra
 """
 
 import itertools
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from makenaide_assets.strategy.exits import ExitParams
 from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS, indicator_snapshot, pattern_features
 from makenaide_assets.strategy.intraday import IntradayExit, crossings, watch_book, watch_window
 from makenaide_assets.strategy.limits import Limits, cap_buy, outside_band, sells_halted
+from makenaide_assets.strategy.numbers import finite
 from makenaide_assets.strategy.orders import orders_possible
 from makenaide_assets.strategy.paper_book import DAILY, STOP, Cut, PaperBook, paper_fill, slipped_price
 from makenaide_assets.strategy.rules import CandidateParams, judge_candidates
@@ -328,20 +328,20 @@ class FastEngine:
         order = {
             "identifier": identifier, "market": market, "side": side, "status": "skipped",
             "reason": None if pd.isna(signal.get("reason")) else str(signal.get("reason")),
-            "ref_price": _number(signal.get("price")), "requested_krw": _number(signal.get("krw_amount")),
-            "requested_volume": _number(signal.get("volume")), "broker": "paper", "partition_key": key, "kind": DAILY,
+            "ref_price": finite(signal.get("price")), "requested_krw": finite(signal.get("krw_amount")),
+            "requested_volume": finite(signal.get("volume")), "broker": "paper", "partition_key": key, "kind": DAILY,
         }  # fmt: skip
         self.orders.append(order)
         quote = self.market_data.first_price_after(market, partition_close(key))
         if side in ("buy", "add"):
-            krw = _number(signal.get("krw_amount"))
+            krw = finite(signal.get("krw_amount"))
             if krw is None or krw <= 0:
                 return _skip(order, "no_amount", f"{side} signal without a positive krw_amount")
             if krw < MIN_ORDER_KRW:
                 return _skip(order, "under_min_total", f"{krw:,.0f} KRW is below Upbit's minimum order")
             if self.limits.halt:
                 return _skip(order, "operator_halt", f"halt switch: {self.limits.halt}")
-            band = outside_band(self.limits, _number(signal.get("price")), None if quote is None else quote[1])
+            band = outside_band(self.limits, finite(signal.get("price")), None if quote is None else quote[1])
             if band is not None:
                 return _skip(order, band.name, band.reason)
             cash = self.book.cash_krw(Cut(key, own_orders=True))
@@ -356,7 +356,7 @@ class FastEngine:
         elif side == "sell":
             if (halted := sells_halted(self.limits)) is not None:
                 return _skip(order, halted.name, halted.reason)
-            volume = _number(signal.get("volume"))
+            volume = finite(signal.get("volume"))
             if volume is None or volume <= 0:
                 return _skip(order, "no_volume", "sell signal without a positive volume")
             held = self.book.open_positions(Cut(key, own_orders=True)).set_index("market")
@@ -464,16 +464,6 @@ class FastEngine:
 def _skip(order: dict[str, Any], name: str, reason: str) -> None:
     order.update(status="skipped", status_reason=f"{name}: {reason}")
     return None
-
-
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) or math.isinf(number) else number
 
 
 def run_fast(spec: BacktestSpec, progress: Callable[[str], None] | None = None) -> BacktestRun:

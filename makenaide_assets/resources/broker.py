@@ -29,7 +29,6 @@ re-run adds nothing and still shows the day's fills. `notices` collects what the
 be told (fills found for refused orders, orders still unresolved); `fills` sends them.
 """
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,6 +44,7 @@ from makenaide_assets.resources.trading_limits import TradingLimits
 from makenaide_assets.strategy.accounting import ENTRY_SIDES
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.limits import Limits, Refusal, cap_buy, outside_band, sells_halted
+from makenaide_assets.strategy.numbers import finite
 from makenaide_assets.strategy.reconcile import Reconciliation
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
 
@@ -185,7 +185,7 @@ class Broker(dg.ConfigurableResource, ABC):
             market=market,
             side=side,
             broker=self.name,
-            ref_price=_number(signal.get("price")),
+            ref_price=finite(signal.get("price")),
             reason=None if pd.isna(signal.get("reason")) else str(signal.get("reason")),
             kind=_kind(signal),
             triggered_at=signal.get("triggered_at"),
@@ -194,8 +194,8 @@ class Broker(dg.ConfigurableResource, ABC):
             ledger.record_intent(
                 identifier,
                 **intent,
-                krw_amount=_number(signal.get("krw_amount")),
-                volume=_number(signal.get("volume")),
+                krw_amount=finite(signal.get("krw_amount")),
+                volume=finite(signal.get("volume")),
                 status=t.SKIPPED,
                 error_name=plan.name,
                 error_message=plan.reason,
@@ -224,7 +224,7 @@ class Broker(dg.ConfigurableResource, ABC):
         """Checks every broker shares; `_adjust` adds what the particular exchange needs."""
         market, side = str(signal["market"]), str(signal["side"])
         if side in ENTRY_SIDES:
-            krw = _number(signal.get("krw_amount"))
+            krw = finite(signal.get("krw_amount"))
             if krw is None or krw <= 0:
                 return Skip("no_amount", f"{side} signal without a positive krw_amount ({signal.get('krw_amount')!r})")
             if krw < MIN_ORDER_KRW:
@@ -237,7 +237,7 @@ class Broker(dg.ConfigurableResource, ABC):
             if not earlier.empty:
                 # A re-materialised `signals` may turn today's buy into an "add": one entry per day.
                 return Skip("already_entered", f"{market} was already entered today by {earlier['identifier'].iloc[0]}")
-            band = outside_band(self._limits, _number(signal.get("price")), self._quote(market, partition_key))
+            band = outside_band(self._limits, finite(signal.get("price")), self._quote(market, partition_key))
             if band is not None:
                 return Skip(band.name, band.reason)
             # An entry of the day whose outcome is still unknown may have executed (Upbit holds its
@@ -254,7 +254,7 @@ class Broker(dg.ConfigurableResource, ABC):
         elif side == "sell":
             if (halted := sells_halted(self._limits)) is not None:
                 return Skip(halted.name, halted.reason)
-            volume = _number(signal.get("volume"))
+            volume = finite(signal.get("volume"))
             if volume is None or volume <= 0:
                 return Skip("no_volume", f"sell signal without a positive volume ({signal.get('volume')!r})")
             # A stop exit sells what the day's orders and earlier stop exits of the watch left.
@@ -348,7 +348,7 @@ class PaperBroker(Broker):
         if _kind(order) == t.STOP:
             # A stop watched between daily runs fills where the intraday rule says: at the level,
             # or at the open of a candle that gapped past it (strategy/intraday.py).
-            price, at = _number(order.get("ref_price")), order.get("triggered_at")
+            price, at = finite(order.get("ref_price")), order.get("triggered_at")
             quote = None if price is None or at is None or pd.isna(at) else (pd.Timestamp(at), price)
         else:
             quote = self.market_data.first_price_after(order["market"], partition_close(order["partition_key"]))
@@ -384,16 +384,6 @@ class PaperBroker(Broker):
 
     def _on_submitted(self, identifier: str) -> None:
         """Between "the exchange has it" and "the ledger booked it": where a crash hurts most."""
-
-
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) or math.isinf(number) else number
 
 
 def _kind(order: dict) -> str:

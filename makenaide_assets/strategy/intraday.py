@@ -25,6 +25,7 @@ import pandas as pd
 
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import ExitParams
+from makenaide_assets.strategy.numbers import finite
 from makenaide_assets.strategy.stops import position_stops
 from makenaide_assets.strategy.ticks import round_price_to_tick
 
@@ -134,8 +135,8 @@ def watch_book(
     last = daily_indicators.drop_duplicates("market", keep="last").set_index("market")
     levels = []
     for pos in positions.itertuples(index=False):
-        close = _positive(last.at[pos.market, "close"]) if pos.market in last.index and "close" in last else None
-        atr = _positive(last.at[pos.market, "atr14"]) if pos.market in last.index and "atr14" in last else None
+        close = _positive(last, pos.market, "close")
+        atr = _positive(last, pos.market, "atr14")
         levels.append(
             watch_levels(
                 str(pos.market), float(pos.volume), float(pos.avg_price), float(pos.highest_price), close, atr, params
@@ -151,9 +152,6 @@ def crossings(levels: list[WatchLevels], prices: pd.DataFrame) -> list[IntradayE
     return [exit_ for exit_ in found if exit_ is not None]
 
 
-def _positive(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
+def _positive(frame: pd.DataFrame, market: str, column: str) -> float | None:
+    value = finite(frame.at[market, column]) if market in frame.index and column in frame else None
+    return value if value is not None and value > 0 else None

@@ -18,6 +18,7 @@ from makenaide_assets.strategy.exits import (
     take_profit_price,
     trailing_stop_price,
 )
+from makenaide_assets.strategy.numbers import finite
 from makenaide_assets.strategy.reconcile import KRW, currency_of
 
 # Volumes are 8-decimal on Upbit: less than half a unit of the 8th decimal is rounding noise.
@@ -107,8 +108,8 @@ def position_rows(
     for pos in positions.itertuples(index=False):
         close, close_date = closes.get(pos.market, (None, None))
         known = pos.market in indicators.index
-        atr = _number(indicators.at[pos.market, "atr14"]) if known and "atr14" in indicators else None
-        ma = _number(indicators.at[pos.market, trend_ma]) if known and trend_ma in indicators else None
+        atr = finite(indicators.at[pos.market, "atr14"]) if known and "atr14" in indicators else None
+        ma = finite(indicators.at[pos.market, trend_ma]) if known and trend_ma in indicators else None
         stops = position_stops(float(pos.avg_price), float(pos.highest_price), close, atr, ma, params)
         worth = valuation(float(pos.volume), float(pos.cost_krw), float(pos.avg_price) if close is None else close)
         rows.append(
@@ -143,11 +144,3 @@ def held_outside(balances: Mapping[str, float], positions: pd.DataFrame) -> dict
     held = {currency_of(str(m)): float(v) for m, v in zip(positions["market"], positions["volume"], strict=True)}
     extra = {coin: volume - held.get(coin, 0.0) for coin, volume in balances.items() if coin != KRW}
     return {coin: volume for coin, volume in extra.items() if abs(volume) > _DUST_VOLUME}
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
