@@ -2,7 +2,7 @@
 through `DayRunner` (analysis, the sensor, trading or report runs; a buy on 12-06), then the monthly
 job for November (one recorded day, from the initial cash) and December (six days, from November's
 last equity), checked against the ledger, `daily_report` and the recording's KRW-BTC closes; the
-monthly message through the loopback webhook of test_notifier."""
+monthly message through the loopback webhook (conftest)."""
 
 from typing import Any
 
@@ -15,7 +15,6 @@ from makenaide_assets.definitions import build_defs
 from makenaide_assets.resources.ledger import TradingLedger
 from makenaide_assets.settings import SAMPLE_REPLAY_DIR
 from makenaide_assets.strategy.ticks import FEE_RATE
-from makenaide_assets_tests.trading.test_notifier import webhook  # noqa: F401  (the loopback fixture)
 
 DAYS = list(pd.date_range("2023-11-30", "2023-12-06").strftime("%Y-%m-%d"))
 
@@ -53,7 +52,7 @@ def _btc_close(day: str) -> float:
 
 def test_monthly_report_from_the_ledger_the_real_jobs_wrote(
     ran: dict[str, Any],
-    webhook: tuple[str, list[dict]],  # noqa: F811  (the imported fixture)
+    webhook: tuple[str, list[dict]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, received = webhook
