@@ -33,6 +33,7 @@ class Day:
     traded: list[str] = field(default_factory=list)  # partitions whose trading ran after this day's tick
     reported: list[str] = field(default_factory=list)  # partitions only valued and reported (report_job)
     stopped: list[str] = field(default_factory=list)  # markets sold by the stop watch after them
+    orders: list[str] = field(default_factory=list)  # the trading runs' executed orders, "buy KRW-DOGE"
     trading_ok: bool | None = None  # None: no trading or report run
     error: str | None = None
     analysis_s: float = 0.0
@@ -112,6 +113,9 @@ class DayRunner:
             (day.reported if job is self.report else day.traded).append(str(request.partition_key))
             day.trading_s += time.monotonic() - t1
             day.trading_ok = trade.success if day.trading_ok is None else (day.trading_ok and trade.success)
+            if job is self.trading and trade.success:
+                fills = trade.output_for_node("fills")
+                day.orders += [f"{r.side} {r.market}" for r in fills.itertuples() if r.status == "done"]
             if not trade.success:
                 day.error = f"trading {request.partition_key}: {first_failure(trade)}"
             elif request.partition_key is not None:

@@ -59,6 +59,7 @@ def run(argv: list[str] | None = None) -> int:
         for key in day.traded:
             traded.append(key)
             line += f"; trading {'ok' if day.trading_ok else 'FAILED'}"
+            line += f": {', '.join(day.orders)}" if day.orders else ""
         for _ in day.reported:
             line += f"; valued and reported{'' if day.trading_ok else ' (FAILED)'}"
         if day.stopped:

@@ -18,7 +18,8 @@ def test_the_demo_trades_the_days_with_signals_and_says_where_the_results_are(
     assert demo.run(["--start", "2023-12-05", "--end", "2023-12-07"]) == 0
     captured = capsys.readouterr()
     out = captured.out
-    assert "[2/3] 2023-12-06 analysis ok: 1 signals (1 buys); trading ok" in out
+    # Each day once, naming the markets traded.
+    assert "[2/3] 2023-12-06 analysis ok: 1 signals (1 buys); trading ok: buy KRW-" in out
     assert "trading ran for 2 day(s); failures: none" in out
     assert f"asset values (Parquet, one file per partition): {isolated_state / 'storage'}" in out
     assert (isolated_state / "storage" / "fills" / "2023-12-07.parquet").is_file()
