@@ -11,6 +11,7 @@ from makenaide_assets.market.metadata import (
     check_spec,
     preview,
     reasons_table,
+    table,
     table_schema,
 )
 from makenaide_assets.strategy.rules import FEATURE_INPUTS, RULE_INPUTS, RULES, evaluate_candidates
@@ -74,7 +75,7 @@ def candidates(
             **catalog(frame, SCHEMA),
             "passed": dg.MetadataValue.int(len(passed)),
             "passed_markets": ", ".join(passed["market"]) or "none",
-            "rule_counts": dg.MetadataValue.md(rule_counts.to_markdown(index=False)),
+            "rule_counts": table(rule_counts, rows=len(rule_counts)),
             "rejected_reasons": reasons_table(
                 rejected.assign(why=rejected["reason"].str.split(":").str[0].str.split(" \\(").str[0]), "why"
             ),

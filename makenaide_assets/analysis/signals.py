@@ -252,9 +252,7 @@ def signals(
             "regime": dg.MetadataValue.text(plan.regime),
             "allow_new_buys": dg.MetadataValue.bool(plan.allow_new_buys and halt is None),
             "buys_halted": dg.MetadataValue.text("no" if halt is None else f"{halt.name}: {halt.reason}"),
-            "account_adjustments": dg.MetadataValue.md(
-                _markdown(pd.DataFrame([a.__dict__ for a in adjustments]), "none (paper, or the account matched)")
-            ),
+            "account_adjustments": table(pd.DataFrame([a.__dict__ for a in adjustments]), rows=len(adjustments)),
             "kelly": dg.MetadataValue.json(
                 {"win_rate": round(kelly.win_rate, 2), "payoff_ratio": round(kelly.payoff_ratio, 2)}
                 | {"source": kelly.source, "action": decision.action, "reason": decision.reason}
@@ -352,10 +350,6 @@ def with_highest_close_since_entry(
         if not since.empty:
             out.at[i, "highest_price"] = max(float(row["highest_price"]), float(since["trade_price"].max()))
     return out
-
-
-def _markdown(frame: pd.DataFrame, empty: str) -> str:
-    return frame.to_markdown(index=False) if not frame.empty else f"_{empty}_"
 
 
 # ---- checks: each recomputes from the orders, never from a flag the planner set ----

@@ -20,6 +20,7 @@ from makenaide_assets.market.metadata import (
     check_spec,
     found_metadata,
     rounded,
+    table,
     table_schema,
 )
 from makenaide_assets.partitions import daily
@@ -153,10 +154,8 @@ def verdict_metadata(frame: pd.DataFrame, analyst: Analyst, partition_key: str) 
         "cost_usd": rounded(frame["cost_usd"].sum(), _USD_DIGITS),
         "budget_left_usd": _budget_left(analyst, partition_key),
         "errors": dg.MetadataValue.int(int(reasons["rows"].sum())),
-        "error_reasons": dg.MetadataValue.md(reasons.to_markdown(index=False) if len(reasons) else "_none_"),
-        "preview": dg.MetadataValue.md(
-            frame[_PREVIEW].head(20).to_markdown(index=False, floatfmt=".6g") if len(frame) else "_no rows_"
-        ),
+        "error_reasons": table(reasons, rows=len(reasons)),
+        "preview": table(frame[_PREVIEW], rows=20),
     }
     if frame.empty:
         metadata["note"] = f"no candidates for {partition_key}"
@@ -242,7 +241,7 @@ def schema_violations(frame: pd.DataFrame, closes: pd.Series | None = None) -> l
 
 
 def _table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> dg.MetadataValue:
-    return dg.MetadataValue.md(pd.DataFrame(rows, columns=list(headers)).to_markdown(index=False) if rows else "_none_")
+    return table(pd.DataFrame(rows, columns=list(headers)), rows=len(rows))
 
 
 def verdict_checks(frame: pd.DataFrame, daily_indicators: pd.DataFrame) -> list[dg.AssetCheckResult]:

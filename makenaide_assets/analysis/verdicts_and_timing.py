@@ -17,7 +17,7 @@ import dagster as dg
 
 from makenaide_assets.analysis import timing, verdicts
 from makenaide_assets.market.retry import NETWORK_RETRY
-from makenaide_assets.market.step import GroupedStep
+from makenaide_assets.market.step import GroupedStep, stored_value
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst
 from makenaide_assets.resources.market_data import MarketData
@@ -52,6 +52,6 @@ def verdicts_and_timing(
     )
     if COVERAGE in context.selected_asset_check_keys:
         # The verdicts as the IO manager stored them (the step has handed them over by now).
-        stored = context.load_asset_value(dg.AssetKey("gpt_verdicts"), partition_key=context.partition_key)
+        stored = stored_value(context, dg.AssetKey("gpt_verdicts"))
         yield verdicts.one_per_candidate(stored, step.value("candidates"))
     yield from step.produce("timing_4h", lambda gpt_verdicts: timing.timing_4h(context, market_data, gpt_verdicts))

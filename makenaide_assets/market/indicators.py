@@ -15,6 +15,7 @@ from makenaide_assets.market.metadata import (
     check_result,
     check_spec,
     frame_metadata,
+    table,
     table_schema,
 )
 from makenaide_assets.resources.market_data import MarketData
@@ -172,7 +173,7 @@ def daily_indicators(daily_candles: pd.DataFrame) -> dg.MaterializeResult:
             frame,
             INDICATORS_SCHEMA,
             short_history=dg.MetadataValue.int(len(short)),
-            short_history_table=dg.MetadataValue.md(short_table.to_markdown(index=False) if len(short) else "_none_"),
+            short_history_table=table(short_table, rows=len(short_table)),
             with_ma200=dg.MetadataValue.int(int(frame["ma200"].notna().sum())) if len(frame) else 0,
         ),
         check_results=[_result(INDICATORS_NO_NAN, quality.unexplained_nans(frame, REQUIRED_COLUMNS))],

@@ -13,6 +13,7 @@ from makenaide_assets.market.metadata import (
     previous_metadata,
     reasons_table,
     rounded,
+    table,
     table_schema,
 )
 from makenaide_assets.resources.market_data import MarketData
@@ -103,6 +104,7 @@ def universe(
     frame = universe_frame(market_data, universe_thresholds, tickers, partition_close(context.partition_key))
     passed = int(frame["passed"].sum())
     traded = float(frame.loc[frame["passed"], "trade_value_krw"].sum())
+    rejected = frame.loc[~frame["passed"], ["market", "months_listed", "trade_value_krw", "rejected_reason"]]
     context.log.info(f"universe {context.partition_key}: {passed} of {len(frame)} tickers passed")
     return dg.MaterializeResult(
         asset_key="universe",
@@ -113,11 +115,7 @@ def universe(
             passed=dg.MetadataValue.int(passed),
             rejected=dg.MetadataValue.int(len(frame) - passed),
             rejected_by_rule=reasons_table(frame, "rejected_rule"),
-            rejected_table=dg.MetadataValue.md(
-                frame.loc[
-                    ~frame["passed"], ["market", "months_listed", "trade_value_krw", "rejected_reason"]
-                ].to_markdown(index=False, floatfmt=",.0f")
-            ),
+            rejected_table=table(rejected, rows=len(rejected)),
             min_months=dg.MetadataValue.int(universe_thresholds.min_months),
             min_trade_value_krw=rounded(universe_thresholds.min_trade_value_krw),
             passed_markets=market_list(frame.loc[frame["passed"], "market"]),

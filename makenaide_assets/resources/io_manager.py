@@ -54,10 +54,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        path = self.path_for(context.asset_key, _one_partition(context))
+        return self.load_partition(context.asset_key, _one_partition(context))
+
+    def load_partition(self, asset_key: dg.AssetKey, partition_key: str | None) -> pd.DataFrame:
+        """The stored value of one partition, as `load_input` reads it (grouped steps call it directly)."""
+        path = self.path_for(asset_key, partition_key)
         if not path.exists():
             raise FileNotFoundError(
-                f"{context.asset_key.to_user_string()} has no value at {path}: materialise it for this partition first"
+                f"{asset_key.to_user_string()} has no value at {path}: materialise it for this partition first"
             )
         with path.open("rb") as handle:
             return pd.read_parquet(handle)

@@ -101,7 +101,7 @@ def test_the_stop_loss_is_sold_and_nothing_bought_when_the_analyst_fails(
         m for m in result.asset_materializations_for_node("verdicts_and_timing") if m.asset_key.path == ["gpt_verdicts"]
     ]
     assert materialized.metadata["errors"].value == len(verdicts)
-    assert reason in materialized.metadata["error_reasons"].value
+    assert reason in [record.data["reason"] for record in materialized.metadata["error_reasons"].records]
     errors_check = {e.check_name: e for e in result.get_asset_check_evaluations()}["gpt_verdicts_errors"]
     assert not errors_check.passed and errors_check.severity == dg.AssetCheckSeverity.WARN
 

@@ -2,7 +2,6 @@
 without `timing_4h`); the payload it sends."""
 
 import json
-import re
 from pathlib import Path
 
 import dagster as dg
@@ -104,6 +103,11 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def rows(table: dg.TableMetadataValue) -> list[dict]:
+    """A metadata table's rows, as the UI shows them."""
+    return [record.data for record in table.records]
+
+
 def output(result: dg.ExecuteInProcessResult) -> tuple[pd.DataFrame, dict]:
     event = result.get_asset_materialization_events()[-1].materialization
     return result.asset_value("gpt_verdicts"), {k: v.value for k, v in event.metadata.items()}
@@ -125,8 +129,8 @@ def test_rules_verdict_per_passed_candidate_and_checks_pass(
     assert metadata["dagster/row_count"] == 2
     assert metadata["sources"] == {"openai": 0, "cache": 0, "rules": 2, "error": 0}
     assert metadata["budget_left_usd"] == "n/a (free analyst)"
-    assert (metadata["errors"], metadata["error_reasons"]) == (0, "_none_")
-    assert "KRW-ETH" in metadata["preview"]
+    assert (metadata["errors"], rows(metadata["error_reasons"])) == (0, [])
+    assert "KRW-ETH" in [row["market"] for row in rows(metadata["preview"])]
     assert {name: e.passed for name, e in check_results(result).items()} == dict.fromkeys(CHECKS, True)
 
 
@@ -220,13 +224,13 @@ def test_any_analyst_failure_is_error_rows_and_the_asset_still_materialises(
         assert replay.calls == (1 if case == "revoked key" else 0)
     assert metadata["errors"] == 2
     assert metadata["verdicts"]["none (error)"] == 2
-    assert re.search(rf"\| {re.escape(reason)} +\| +2 \| KRW-ETH, KRW-BTC", metadata["error_reasons"])
+    assert rows(metadata["error_reasons"]) == [{"reason": reason, "rows": 2, "markets": "KRW-ETH, KRW-BTC"}]
     checks = check_results(result)
     assert checks["gpt_verdicts_schema_valid"].passed and checks["gpt_verdicts_one_per_candidate"].passed
     errors = checks["gpt_verdicts_errors"]
     assert not errors.passed and errors.severity == dg.AssetCheckSeverity.WARN
     assert errors.metadata["markets"].value == "KRW-BTC, KRW-ETH"
-    assert reason in errors.metadata["errors"].value
+    assert {row["error"] for row in rows(errors.metadata["errors"])} == {reason}
     stored = pd.read_parquet(tmp_path / "storage" / "gpt_verdicts" / f"{DAY}.parquet")
     assert stored["error"].tolist() == frame["error"].tolist()
     captured = capfd.readouterr()
@@ -242,13 +246,15 @@ def test_missing_inputs_are_error_rows_with_a_warning(tmp_path: Path, upstream: 
     assert pd.isna(btc["verdict"]) and pd.isna(btc["confidence"])
     assert metadata["verdicts"]["none (error)"] == 1
     assert metadata["errors"] == 1
-    assert re.search(r"\| no daily_indicators row for KRW-BTC +\| +1 \| KRW-BTC", metadata["error_reasons"])
+    assert rows(metadata["error_reasons"]) == [
+        {"reason": "no daily_indicators row for KRW-BTC", "rows": 1, "markets": "KRW-BTC"}
+    ]
     checks = check_results(result)
     assert checks["gpt_verdicts_one_per_candidate"].passed and checks["gpt_verdicts_schema_valid"].passed
     errors = checks["gpt_verdicts_errors"]
     assert not errors.passed and errors.severity == dg.AssetCheckSeverity.WARN
     assert errors.metadata["markets"].value == "KRW-BTC"
-    assert "no daily_indicators row for KRW-BTC" in errors.metadata["errors"].value
+    assert rows(errors.metadata["errors"]) == [{"market": "KRW-BTC", "error": "no daily_indicators row for KRW-BTC"}]
     assert result.success  # warnings only: the day goes on
 
 
@@ -278,7 +284,7 @@ def test_coverage_reads_the_verdicts_as_stored(tmp_path: Path, upstream: dict) -
     coverage = check_results(result)["gpt_verdicts_one_per_candidate"]
     assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
     assert coverage.metadata["markets"].value == "KRW-ETH"
-    assert re.search(r"KRW-ETH +\| 2 rows", coverage.metadata["problems"].value)
+    assert {"market": "KRW-ETH", "problem": "2 rows"} in rows(coverage.metadata["problems"])
 
 
 def test_checks_fail_on_corrupted_rows(tmp_path: Path, upstream: dict, rules_frame: pd.DataFrame) -> None:
@@ -289,11 +295,11 @@ def test_checks_fail_on_corrupted_rows(tmp_path: Path, upstream: dict, rules_fra
     coverage = verdicts.one_per_candidate(corrupt, upstream["candidates"])
     assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
     assert coverage.metadata["markets"].value == "KRW-ETH"
-    assert re.search(r"KRW-ETH +\| 2 rows", coverage.metadata["problems"].value)
+    assert {"market": "KRW-ETH", "problem": "2 rows"} in rows(coverage.metadata["problems"])
     # The in-asset checks on the same rows, as the asset computes them.
     schema, _ = verdicts.verdict_checks(corrupt, upstream["daily_indicators"])
     assert not schema.passed and schema.metadata["markets"].value == "KRW-BTC"
-    assert "confidence 150 is not in [0, 100]" in schema.metadata["problems"].value
+    assert {"market": "KRW-BTC", "problem": "confidence 150 is not in [0, 100]"} in rows(schema.metadata["problems"])
 
 
 def test_a_buy_whose_stop_is_above_the_close_is_named(tmp_path: Path, upstream: dict) -> None:
@@ -302,7 +308,7 @@ def test_a_buy_whose_stop_is_above_the_close_is_named(tmp_path: Path, upstream: 
     schema = check_results(result)["gpt_verdicts_schema_valid"]
     assert not schema.passed and schema.severity == dg.AssetCheckSeverity.WARN
     assert (schema.metadata["markets"].value, schema.metadata["count"].value) == ("KRW-BTC, KRW-ETH", 2)
-    assert "is not below D's close" in schema.metadata["problems"].value
+    assert all("is not below D's close" in row["problem"] for row in rows(schema.metadata["problems"]))
 
 
 @pytest.mark.parametrize(
