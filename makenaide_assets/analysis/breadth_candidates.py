@@ -26,8 +26,13 @@ READS: dict[str, list[str]] = {"market_breadth": [], "candidates": []}
     description="market_breadth and candidates for one day, from one read of the candles and indicators.",
 )
 def breadth_and_candidates(
-    context: dg.AssetExecutionContext, daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    config: candidates.CandidatesConfig,
+    daily_candles: pd.DataFrame,
+    daily_indicators: pd.DataFrame,
 ) -> Iterator[dg.MaterializeResult]:
     step = GroupedStep(context, READS)
     yield from step.produce("market_breadth", lambda: breadth.market_breadth(context, daily_indicators, daily_candles))
-    yield from step.produce("candidates", lambda: candidates.candidates(context, daily_candles, daily_indicators))
+    yield from step.produce(
+        "candidates", lambda: candidates.candidates(context, daily_candles, daily_indicators, config.params())
+    )

@@ -1,8 +1,11 @@
 """`candidates`: the comprehensive filter, one boolean per rule, a score and `passed`."""
 
+from dataclasses import replace
+
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from makenaide_assets.market.metadata import (
     COLUMN_SCHEMA,
@@ -14,7 +17,14 @@ from makenaide_assets.market.metadata import (
     table,
     table_schema,
 )
-from makenaide_assets.strategy.rules import FEATURE_INPUTS, RULE_INPUTS, RULES, evaluate_candidates
+from makenaide_assets.strategy.rules import (
+    FEATURE_INPUTS,
+    MAX_SCORE,
+    RULE_INPUTS,
+    RULES,
+    CandidateParams,
+    evaluate_candidates,
+)
 
 # Blocking: a candidate is one GPT verdict and one 4h check away from a buy.
 INPUTS_SANE = check_spec(
@@ -36,7 +46,7 @@ SCHEMA = table_schema(
     ("ma200_breakout", "bool", "Crossed above the MA200 within the last 5 candles and still above"),
     ("volume_surge", "bool", "Volume at least twice its 20-day average on an up day"),
     ("score", "int", "The weights of the rules that hold (stage 2: 3; trend template, VCP, pivot: 2; others: 1)"),
-    ("passed", "bool", "In an uptrend (trend template or stage 2) with a score of 4 or more: asked for a verdict"),
+    ("passed", "bool", "In an uptrend (trend template or stage 2) with a score of min_score (4) or more: asked"),
     ("failed_rules", "string", "The rules that did not hold, comma-separated"),
     ("reason", "string", "Why it passed or was rejected, in words"),
 )
@@ -51,19 +61,39 @@ CANDIDATES = dg.AssetOut(
     metadata={COLUMN_SCHEMA: SCHEMA},
 )
 CHECKS = [INPUTS_SANE]
+DEFAULT_PARAMS = CandidateParams()
 
 
-def candidates_of(daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame) -> pd.DataFrame:
+class CandidatesConfig(dg.Config):
+    """Run config of the `breadth_and_candidates` step: how high a score an uptrend needs to be asked."""
+
+    min_score: int = Field(
+        DEFAULT_PARAMS.min_score,
+        ge=1,
+        le=MAX_SCORE,
+        description=f"the rules' weighted score a market in an uptrend needs to pass (of {MAX_SCORE})",
+    )
+
+    def params(self) -> CandidateParams:
+        return replace(DEFAULT_PARAMS, min_score=self.min_score)
+
+
+def candidates_of(
+    daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame, params: CandidateParams = DEFAULT_PARAMS
+) -> pd.DataFrame:
     """The `candidates` value from D's candles and indicators, without Dagster."""
     universe_candles = daily_candles[daily_candles["in_universe"]].drop(columns=["in_universe"])
-    return evaluate_candidates(universe_candles, daily_indicators)
+    return evaluate_candidates(universe_candles, daily_indicators, params)
 
 
 def candidates(
-    context: dg.AssetExecutionContext, daily_candles: pd.DataFrame, daily_indicators: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    daily_candles: pd.DataFrame,
+    daily_indicators: pd.DataFrame,
+    params: CandidateParams = DEFAULT_PARAMS,
 ) -> dg.MaterializeResult:
     """The `candidates` value for D, its metadata and its check's result."""
-    frame = candidates_of(daily_candles, daily_indicators)
+    frame = candidates_of(daily_candles, daily_indicators, params)
     passed = frame[frame["passed"]]
     rule_counts = pd.DataFrame({"rule": list(RULES), "markets": [int(frame[r].sum()) for r in RULES]})
     context.log.info(f"candidates {context.partition_key}: {len(passed)} of {len(frame)} passed")

@@ -12,7 +12,8 @@ is `strategy/intraday.py` (`watch_stops`). The blocking checks that can stop a d
 too, so a day the Dagster engine would not trade is not traded here either.
 
 What it cannot reproduce it refuses (`FastEngineRefusal`): GPT verdicts (an answer per call, not
-a function of the data), and run config of any op other than `signals` and `strategy_stats`.
+a function of the data), and run config of any op other than `breadth_and_candidates`, `signals`
+and `strategy_stats`.
 `makenaide_assets_tests/backtest/test_fast_engine.py` holds both engines' trades and equity equal.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from makenaide_assets.analysis.breadth import btc_row
-from makenaide_assets.analysis.candidates import candidates_of, inputs_sane
+from makenaide_assets.analysis.candidates import CandidatesConfig, candidates_of, inputs_sane
 from makenaide_assets.analysis.signals import SignalsConfig, plan_day, signal_checks, with_highest_close_since_entry
 from makenaide_assets.analysis.strategy_stats import StrategyStatsConfig, stats_frame
 from makenaide_assets.analysis.timing import timing_of
@@ -58,7 +59,11 @@ from makenaide_assets.trading.portfolio import CASH_MARKET, mark_to_market
 from makenaide_assets.trading.stop_watch import StopWatchConfig, shared_exits
 
 # Run config the fast engine reproduces: the ops whose config is a function's parameters here.
-SUPPORTED_OPS = {"signals": SignalsConfig, "strategy_stats": StrategyStatsConfig}
+SUPPORTED_OPS = {
+    "breadth_and_candidates": CandidatesConfig,
+    "signals": SignalsConfig,
+    "strategy_stats": StrategyStatsConfig,
+}
 ORDER_COLUMNS = [
     "identifier", "market", "side", "price", "volume", "fee", "krw_value", "status", "reason", "status_reason",
     "executed_at", "realized_pnl_krw", "ref_price", "requested_krw", "requested_volume", "broker", "exchange_uuid",
@@ -91,6 +96,7 @@ def refuse_unsupported(spec: BacktestSpec) -> None:
         extra = sorted(set(config) - {"config"})
         if extra:
             raise FastEngineRefusal(f"run config of {op}: only 'config' is reproduced, not {extra}")
+        _config(spec, op)  # a value the op's config refuses (pydantic) is refused before anything is written
 
 
 def _config(spec: BacktestSpec, op: str) -> Any:
@@ -138,6 +144,7 @@ class FastEngine:
     limits: Limits
     signals_config: SignalsConfig
     stats_config: StrategyStatsConfig
+    candidate_params: CandidateParams
     resources: dict[str, Any]
     orders: list[dict[str, Any]] = field(default_factory=list)
     equity: list[dict[str, Any]] = field(default_factory=list)
@@ -155,6 +162,7 @@ class FastEngine:
             limits=limits,
             signals_config=_config(spec, "signals"),
             stats_config=_config(spec, "strategy_stats"),
+            candidate_params=_config(spec, "breadth_and_candidates").params(),
             resources=resources_for("demo", has_openai_key=False),
         )
 
@@ -221,7 +229,7 @@ class FastEngine:
                 if quality.unexplained_nans(day.indicators, REQUIRED_COLUMNS)[0]:
                     day.error = "failed checks: daily_indicators_no_unexplained_nan"
                 else:
-                    day.candidates = candidates_of(candles, day.indicators)
+                    day.candidates = candidates_of(candles, day.indicators, self.candidate_params)
         if batch:
             self._prepare_together(batch, prepared, thresholds.history_days)
         for day in prepared.values():
@@ -248,7 +256,8 @@ class FastEngine:
             prepared[market[:10]].error = "failed checks: daily_indicators_no_unexplained_nan"
         keys = indicators["market"].str.slice(0, 10)
         rs_rank = indicators.groupby(keys)["rs_vs_btc"].rank(pct=True) * 100
-        candidates = judge_candidates(indicators, rs_rank, pattern_features(stacked, CandidateParams().patterns))
+        params = self.candidate_params
+        candidates = judge_candidates(indicators, rs_rank, pattern_features(stacked, params.patterns), params)
         markets = indicators["market"].str.slice(11)
         indicators["market"], candidates["market"] = markets, markets.to_numpy()
         bounds = np.flatnonzero(np.r_[True, keys.to_numpy()[1:] != keys.to_numpy()[:-1], True])

@@ -84,6 +84,10 @@ class ScoreWeights:
     volume_surge: int = 1
 
 
+# Every rule holding: the highest score a market can reach (11).
+MAX_SCORE = sum(vars(ScoreWeights()).values())
+
+
 @dataclass(frozen=True)
 class CandidateParams:
     stage2: Stage2Params = field(default_factory=Stage2Params)

@@ -33,11 +33,13 @@ class VolumeHistoryLost(ReplayMarketData):
         return frame
 
 
-def run(market_data: MarketData, storage: Path) -> dg.ExecuteInProcessResult:
+def run(market_data: MarketData, storage: Path, min_score: int | None = None) -> dg.ExecuteInProcessResult:
+    config = {"ops": {"breadth_and_candidates": {"config": {"min_score": min_score}}}} if min_score else None
     return dg.materialize(
         [market, breadth_and_candidates],
         selection=["tickers", "universe", "daily_candles", "daily_indicators", "candidates"],
         partition_key=DAY,
+        run_config=config,
         resources={
             "market_data": market_data,
             "universe_thresholds": UniverseThresholds(min_months=6),
@@ -55,6 +57,23 @@ def test_candidates_pass_on_finite_inputs(sample_dir: Path, tmp_path: Path) -> N
     assert sorted(frame.loc[frame["passed"], "market"]) == ["KRW-DOGE", "KRW-DOT", "KRW-META", "KRW-SHIB", "KRW-XEC"]
     [check] = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("candidates")]
     assert check.passed and check.metadata["passed_rows"].value == 5
+
+
+def test_the_score_threshold_is_run_config(sample_dir: Path, tmp_path: Path) -> None:
+    """min_score 2 (a walk-forward grid cell): every market that passed at 4 still passes, and the
+    ones added are uptrends scoring 2 or 3 (on this day six trend templates alone: 2), said so in
+    their reason."""
+    default = run(ReplayMarketData(replay_dir=str(sample_dir)), tmp_path / "4").asset_value("candidates")
+    lower = run(ReplayMarketData(replay_dir=str(sample_dir)), tmp_path / "2", min_score=2).asset_value("candidates")
+    at_4, at_3 = set(default.loc[default["passed"], "market"]), set(lower.loc[lower["passed"], "market"])
+    added = lower[lower["market"].isin(at_3 - at_4)]
+    assert at_4 < at_3 and not added.empty
+    assert added["score"].isin([2, 3]).all()
+    assert (added["weinstein_stage2"] | added["minervini_trend_template"]).all()
+    assert added["reason"].str.match(r"passed with score [23]:").all()
+    pd.testing.assert_frame_equal(  # the rules themselves do not move
+        default.drop(columns=["passed", "reason"]), lower.drop(columns=["passed", "reason"])
+    )
 
 
 # The strategy divides D's volume by a zero average on purpose here; numpy says so.

@@ -146,6 +146,8 @@ def test_what_cannot_be_reproduced_is_refused(tmp_path: Path) -> None:
     base = BacktestSpec(start="2023-12-01", end="2023-12-02", replay_dir=str(SAMPLE_REPLAY_DIR), workdir=tmp_path)
     with pytest.raises(FastEngineRefusal, match="GPT verdicts cannot be reproduced"):
         run_fast(replace(base, analyst="openai"))
+    with pytest.raises(ValueError, match="min_score"):  # the step's own validation, before anything runs
+        run_fast(replace(base, ops_config={"breadth_and_candidates": {"config": {"min_score": 0}}}))
     with pytest.raises(FastEngineRefusal, match="gpt_verdicts"):
         run_fast(replace(base, ops_config={"gpt_verdicts": {"config": {}}}))
     assert not os.listdir(tmp_path), "a refused backtest writes nothing"
