@@ -17,6 +17,8 @@ TOP = "makenaide_assets"
 ALLOWED: dict[str, set[str]] = {
     "strategy": set(),
     "settings": set(),
+    # The local Dagster instance's storage, named by dagster.yaml only.
+    "instance": set(),
     "sql": {"settings"},
     "partitions": {"settings"},
     "resources": {"strategy", "settings", "sql"},
