@@ -1,7 +1,7 @@
 """analysis_job for one partition through the real CLI, against what it cannot avoid costing.
 
     .venv/bin/python -m benchmarks.analysis_job [--partition 2023-12-06] [--markets 63] [--repeat 3]
-        [--instance sqlite|postgres|both] [--pg-url URL] [--profile]
+        [--instance sqlite|dagster-sqlite|postgres|both] [--pg-url URL] [--profile]
 
 Target: analysis_job ≤ 1.5 × (the cheapest partitioned Dagster job through the same CLI + the bare
 computation), all measured in this run. The cheapest job is benchmarks/one_asset_defs.py: one
@@ -15,8 +15,11 @@ Upbit's full KRW list under new codes (replicated_replay).
 Each CLI run (`dagster job execute -m makenaide_assets.definitions -j analysis_job`) gets a fresh
 DAGSTER_HOME and state folder; wall time includes Python start-up and imports.
 
-Instance storage (`--instance`, default both): `sqlite` is Dagster's default (no dagster.yaml, a
-new SQLite instance in each fresh DAGSTER_HOME); `postgres` is the production configuration
+Instance storage (`--instance`, default both): `sqlite` is the local instance a user runs on: the
+storage sections of the tree's dagster.yaml (Dagster's SQLite run and schedule storage, and
+makenaide_assets/instance.py's event log, which builds one engine per file instead of one per
+event), its folders in each fresh DAGSTER_HOME; `dagster-sqlite` is Dagster's own default (no
+dagster.yaml), for comparison; `postgres` is the production configuration
 (deploy/production/dagster.yaml): a dagster.yaml whose only setting is `dagster_postgres` run,
 event-log and schedule storage on the PostgreSQL of `scripts/services` (`--pg-url`, default
 MAKENAIDE_TEST_PG_URL from the environment or var/services/services.env). Each benchmark run
@@ -41,6 +44,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import sqlalchemy as sa
@@ -73,21 +77,44 @@ storage:
       env: {INSTANCE_URL_ENV}
 """
 JOBS = ("analysis_job", "one_asset_job")
+# The storage sections of the project's dagster.yaml (the local instance a user runs on).
+LOCAL_STORAGES = ("run_storage", "event_log_storage", "schedule_storage")
+
+
+def local_yaml(tree: Path, state: Path) -> str:
+    """The tree's dagster.yaml storage, its relative folders under `state` (as if run from there)."""
+    import yaml
+
+    config = yaml.safe_load((tree / "dagster.yaml").read_text(encoding="utf-8"))
+    storages = {key: config[key] for key in LOCAL_STORAGES if key in config}
+    if not storages:  # an older tree: `storage: sqlite:`, Dagster's own event log
+        return yaml.safe_dump(
+            {"storage": {"sqlite": {"base_dir": str(state / config["storage"]["sqlite"]["base_dir"])}}}
+        )
+    for storage in storages.values():
+        storage["config"]["base_dir"] = str(state / storage["config"]["base_dir"])
+    return yaml.safe_dump(storages)
 
 
 class Instance:
     """Where the CLI runs of one storage configuration keep Dagster's instance."""
 
-    def __init__(self, name: str, databases: dict[str, sa.URL] | None = None) -> None:
+    def __init__(self, name: str, databases: dict[str, sa.URL] | None = None, tree: Path = machine.REPO) -> None:
         self.name = name
         self.databases = databases or {}  # job -> its database (postgres only)
+        self.tree = tree
 
     def home(self, state: Path, job: str) -> dict[str, str]:
-        """A fresh DAGSTER_HOME at `state` for `job`; the environment the CLI needs for it."""
+        """A fresh DAGSTER_HOME at `state` for `job`; the environment the CLI needs for it.
+
+        sqlite: the project's dagster.yaml storage (the local instance a user runs on); dagster-sqlite:
+        Dagster's default SQLite storage (no dagster.yaml); postgres: dagster_postgres."""
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir(parents=True)
         if self.name == "postgres":
             (state / "dagster.yaml").write_text(POSTGRES_YAML)
+        elif self.name == "sqlite":
+            (state / "dagster.yaml").write_text(local_yaml(self.tree, state))
         return {"DAGSTER_HOME": str(state), **self.env(job)}
 
     def env(self, job: str) -> dict[str, str]:
@@ -144,17 +171,22 @@ def drop_instances(server: sa.URL, instance: Instance) -> None:
         _admin(server, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+class Timing(NamedTuple):
+    wall: float
+    cpu: float  # user + system seconds of the process
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> Timing:
     with machine.Stopwatch() as watch:
         done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{done.stdout[-1500:]}\n{done.stderr[-3000:]}")
-    return watch.seconds
+    return Timing(watch.seconds, watch.child_cpu)
 
 
 def run_job(
     tree: Path, replay: Path, partition: str, state: Path, instance: Instance, profile: Path | None = None
-) -> float:
+) -> Timing:
     env = {**os.environ, **instance.home(state, "analysis_job")}
     env |= {"MAKENAIDE_VAR": str(state / "var"), "MAKENAIDE_MODE": "demo"}
     env |= {"MAKENAIDE_REPLAY_DIR": str(replay), "PYTHONPATH": str(tree)}
@@ -166,7 +198,7 @@ def run_job(
     return _run(cli, env, tree)
 
 
-def run_one_asset(tree: Path, partition: str, state: Path, instance: Instance) -> float:
+def run_one_asset(tree: Path, partition: str, state: Path, instance: Instance) -> Timing:
     """The same CLI, the cheapest partitioned job: Dagster's fixed cost of one run."""
     env = {**os.environ, **instance.home(state, "one_asset_job"), "PYTHONPATH": str(tree)}
     cli = [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "benchmarks.one_asset_defs"]
@@ -174,8 +206,8 @@ def run_one_asset(tree: Path, partition: str, state: Path, instance: Instance) -
     return _run(cli, env, tree)
 
 
-def run_floor(tree: Path, replay: Path, partition: str, out: Path) -> tuple[float, float]:
-    """Wall time of the bare-Python process, and its analysis alone (after its imports)."""
+def run_floor(tree: Path, replay: Path, partition: str, out: Path) -> tuple[Timing, float]:
+    """Wall and CPU time of the bare-Python process, and its analysis alone (after its imports)."""
     cmd = [sys.executable, "-m", "benchmarks.analysis_floor", "--replay-dir", str(replay), "--partition", partition]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with machine.Stopwatch() as watch:
@@ -184,7 +216,7 @@ def run_floor(tree: Path, replay: Path, partition: str, out: Path) -> tuple[floa
         raise SystemExit(f"analysis_floor failed:\n{done.stderr[-3000:]}")
     # "imports 0.91 s, analysis 0.62 s (after interpreter start)"
     analysis = float(done.stdout.rsplit("analysis ", 1)[1].split(" s", 1)[0])
-    return watch.seconds, analysis
+    return Timing(watch.seconds, watch.child_cpu), analysis
 
 
 def run_breakdown(state: Path, instance_env: dict[str, str]) -> str:
@@ -254,6 +286,11 @@ def report(instance: Instance, rounds: list[dict[str, float]], partition: str) -
     )
     loads = ", ".join(f"{r['load']:.2f}" for r in rounds)
     print(f"  load (1 min) per round: {loads}")
+    cpu = [r["job_cpu"] / (r["one_cpu"] + r["floor_cpu"]) for r in rounds]
+    print(
+        f"  CPU time (user + system of each process; other work on the machine bends it far less than wall "
+        f"time): ratio per round {', '.join(f'{r:.2f}' for r in cpu)}; median {statistics.median(cpu):.2f}"
+    )
     print(f"  against the analysis alone (the floor's imports excluded): median ratio {strict:.2f}")
     return ok
 
@@ -267,11 +304,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (each: job, one-asset job, floor per storage)")
     parser.add_argument(
         "--instance",
-        choices=("sqlite", "postgres", "both"),
+        choices=("sqlite", "dagster-sqlite", "postgres", "both"),
         default="both",
-        help="Dagster instance storage of the CLI runs: Dagster's default SQLite, the production "
-        "PostgreSQL (a new database per job, dropped at the end), or both in the same rounds "
-        "(default; SQLite only, saying why, when PostgreSQL cannot be reached)",
+        help="Dagster instance storage of the CLI runs: the project's dagster.yaml (SQLite), Dagster's "
+        "default SQLite, the production PostgreSQL (a new database per job, dropped at the end), or "
+        "sqlite and postgres in the same rounds (default; SQLite only, saying why, when PostgreSQL "
+        "cannot be reached)",
     )
     parser.add_argument(
         "--pg-url",
@@ -295,8 +333,10 @@ def main() -> int:
             print(f"instance storage: SQLite only: {about}")
             names = ["sqlite"]
         else:
-            print(f"instance storage: SQLite (Dagster's default) and {about} (dagster_postgres, new databases)")
-    instances = {"sqlite": Instance("sqlite"), "postgres": Instance("postgres")}
+            print(
+                f"instance storage: SQLite (the project's dagster.yaml) and {about} (dagster_postgres, new databases)"
+            )
+    instances = {name: Instance(name, tree=args.tree) for name in ("sqlite", "dagster-sqlite", "postgres")}
     try:
         if server is not None:
             create_instances(server, instances["postgres"], OUT / "postgres")
@@ -317,11 +357,17 @@ def measure(args: argparse.Namespace, replay: Path, instances: list[Instance]) -
             one = run_one_asset(args.tree, args.partition, state / "one-asset", instance)
             floor, compute = run_floor(args.tree, replay, args.partition, state / "floor")
             load = os.getloadavg()[0]
-            rounds[instance.name].append(dict(job=job, one=one, floor=floor, compute=compute, load=load))
+            rounds[instance.name].append(
+                dict(
+                    job=job.wall, one=one.wall, floor=floor.wall, compute=compute, load=load,
+                    job_cpu=job.cpu, one_cpu=one.cpu, floor_cpu=floor.cpu,
+                )
+            )  # fmt: skip
             print(
-                f"  round {i + 1} {instance.name:>8}: analysis_job {job:5.2f} s, one-asset job {one:5.2f} s, "
-                f"bare computation {floor:5.2f} s (analysis {compute:.2f} s): ratio {job / (one + floor):.2f} "
-                f"(load {machine.load()})",
+                f"  round {i + 1} {instance.name:>8}: analysis_job {job.wall:5.2f} s, one-asset job {one.wall:5.2f} s, "
+                f"bare computation {floor.wall:5.2f} s (analysis {compute:.2f} s): ratio "
+                f"{job.wall / (one.wall + floor.wall):.2f}; CPU {job.cpu:.2f} / ({one.cpu:.2f} + {floor.cpu:.2f}) s "
+                f"= {job.cpu / (one.cpu + floor.cpu):.2f} (load {machine.load()})",
                 flush=True,
             )
     ok = True
@@ -330,7 +376,7 @@ def measure(args: argparse.Namespace, replay: Path, instances: list[Instance]) -
     if args.profile:
         first = instances[0]
         out = OUT / first.name / "profile.txt"
-        seconds = run_job(args.tree, replay, args.partition, OUT / first.name / "job-profiled", first, profile=out)
+        seconds = run_job(args.tree, replay, args.partition, OUT / first.name / "job-profiled", first, out).wall
         print(f"  profiled CLI run ({first.name}): {seconds:.1f} s under pyinstrument; report {out}")
     if machine.busy():
         print(f"  machine busy (load {machine.load()}): re-run for clean figures")
