@@ -27,29 +27,44 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from makenaide_assets import settings
+from makenaide_assets.analysis.candidates import CandidatesConfig
+from makenaide_assets.analysis.signals import SignalsConfig
 from makenaide_assets.backtest.evaluate import BENCHMARK, BacktestResult, evaluate
-from makenaide_assets.backtest.fast import run_fast
 from makenaide_assets.backtest.runner import BacktestSpec
+from makenaide_assets.backtest.shared_analysis import run_shared
 from makenaide_assets.resources.market_data import ReplayMarketData, daily_closes
 from makenaide_assets.strategy import performance
 from makenaide_assets.strategy.stats import trade_stats
 from makenaide_assets.strategy.ticks import FEE_RATE
 from makenaide_assets.strategy.walk_forward import Window, choose, grid_cells, windows
 
-# Small enough for two cores: 8 cells. The first value of each is the strategy's default (cell 0).
-# The stop watch between daily runs watches these same exits (trading/stop_watch.py shared_exits);
-# before it did, a `signals` exit looser than the watch's defaults never fired first (every cell of
-# 0.08/0.12 × 3/4.5 ATR was the default run).
+# Window lengths of the CLI: why 180 / 180 and not 180 / 30, the module docstring.
+TRAIN_DAYS, TEST_DAYS = 180, 180
+# The six axes of issue 15, each with the strategy's default first (cell 0 = the defaults); 2^6 = 64
+# cells. The alternatives are the ones that change something on the recordings: the rules analyst's
+# BUY confidences there are 75-90, so 80 drops some and 60 would drop none; half-Kelly on the
+# configured estimates sizes at 8.75 % of equity, so a 5 % cap binds and 20 % would not. The stop
+# watch between daily runs watches each cell's own exits (trading/stop_watch.py shared_exits).
 DEFAULT_GRID: dict[str, list[float]] = {
     "stop_loss_pct": [0.08, 0.05],
     "trailing_atr_multiple": [3.0, 2.0],
     "take_profit_pct": [0.25, 0.15],
+    "min_score": [4, 5],
+    "min_confidence": [70.0, 80.0],
+    "max_position_fraction": [0.10, 0.05],
 }
-# Held at the signals defaults. The candidate score threshold (`CandidateParams.min_score`, 4) is not
-# run config of `signals`, and the fast engine refuses config of other ops: it stays fixed too.
-DEFAULT_FIXED: dict[str, float] = {"min_confidence": 70.0, "max_position_fraction": 0.10}
+# Run config held at one value in every cell (none by default: what the grid does not name stays at
+# the ops' defaults).
+DEFAULT_FIXED: dict[str, float] = {}
+# The ops whose run config a cell may set, and the fast engine reproduces: a grid name belongs to the
+# op whose config has that field (`min_score`: the candidate score threshold; the rest: `signals`).
+CELL_OPS: dict[str, type[CandidatesConfig | SignalsConfig]] = {
+    "breadth_and_candidates": CandidatesConfig,
+    "signals": SignalsConfig,
+}
 EVIDENCE_ENV = "MAKENAIDE_KELLY_EVIDENCE"
 # `signals` config read only for a held position (strategy/exits.py): a run that never bought is the same run
 # whatever their values.
@@ -70,8 +85,8 @@ class Plan:
     start: str
     end: str
     workdir: Path
-    train_days: int = 180
-    test_days: int = 30
+    train_days: int = TRAIN_DAYS
+    test_days: int = TEST_DAYS
     grid: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(DEFAULT_GRID))
     fixed: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FIXED))
     initial_cash_krw: float = 10_000_000.0
@@ -83,18 +98,52 @@ class Plan:
     def cells(self) -> list[dict[str, Any]]:
         return grid_cells(self.grid)
 
+    def __post_init__(self) -> None:
+        # Typed as the ops read them (min_score 5.0 → 5), and refused here, not after hours of runs.
+        object.__setattr__(self, "grid", {name: [typed(name, v) for v in values] for name, values in self.grid.items()})
+        object.__setattr__(self, "fixed", {name: typed(name, v) for name, v in self.fixed.items()})
+        empty = sorted(name for name, values in self.grid.items() if not values)
+        if empty:
+            raise ValueError(f"grid parameters without a value: {empty}")
+
     def params(self, cell: int) -> dict[str, Any]:
-        """`signals` run config of a cell: the fixed values, then the cell's."""
+        """A cell's parameters by name: the fixed values, then the cell's."""
         return {**self.fixed, **self.cells()[cell]}
+
+    def ops_config(self, cell: int) -> dict[str, dict[str, dict[str, Any]]]:
+        """A cell's run config for `BacktestSpec.ops_config`: each parameter under the op that reads it."""
+        ops: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, value in self.params(cell).items():
+            ops.setdefault(op_of(name), {"config": {}})["config"][name] = value
+        return ops
 
     def describe(self) -> str:
         grid = ", ".join(f"{k} {list(v)}" for k, v in self.grid.items())
-        fixed = ", ".join(f"{k} {v}" for k, v in self.fixed.items())
+        fixed = ", ".join(f"{k} {v}" for k, v in self.fixed.items()) or "none"
         return (
-            f"train {self.train_days} / test {self.test_days} days, {len(self.cells())} cells ({grid}; fixed: {fixed}, "
-            "the rest at the signals defaults, candidate min_score 4); choice: highest train return with >= "
-            f"{self.min_train_trades} closed trade(s), ties to the shallower drawdown, else cell 0"
+            f"train {self.train_days} / test {self.test_days} days, {len(self.cells())} cells ({grid}; fixed: {fixed}; "
+            "min_score is breadth_and_candidates' config, the rest signals', anything unnamed at its default); "
+            f"choice: highest train return with >= {self.min_train_trades} closed trade(s), ties to the shallower "
+            "drawdown, else cell 0"
         )
+
+
+def op_of(name: str) -> str:
+    """The op whose run config `name` is; refused clearly when it is neither's."""
+    for op, config in CELL_OPS.items():
+        if name in config.model_fields:
+            return op
+    known = "; ".join(f"{op}: {', '.join(config.model_fields)}" for op, config in CELL_OPS.items())
+    raise ValueError(f"{name!r} is not run config a grid cell can set ({known})")
+
+
+def typed(name: str, value: Any) -> Any:
+    """`value` as `name`'s op validates it (its type, its bounds); refused in one line when it would not."""
+    op = op_of(name)
+    try:
+        return getattr(CELL_OPS[op](**{name: value}), name)
+    except ValidationError as exc:
+        raise ValueError(f"{name} {value!r} is refused by the config of {op}: {exc.errors()[0]['msg']}") from None
 
 
 @contextmanager
@@ -110,15 +159,16 @@ def no_evidence() -> Iterator[None]:
 
 
 def run_cell(
-    replay_dir: str, start: str, end: str, workdir: Path, cash: float, params: Mapping[str, Any]
+    replay_dir: str, start: str, end: str, workdir: Path, cash: float, ops_config: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, BacktestResult, float]:
-    """One fast-engine run with `params` as `signals` config: its fills, its evaluation, seconds."""
+    """One fast-engine run of a cell's run config: its fills, its evaluation, seconds. The analysis up
+    to `candidates` comes from this process's cache (`shared_analysis`): the same for every cell with
+    the same `min_score`, and for the overlapping days of other windows."""
     spec = BacktestSpec(
-        start=start, end=end, replay_dir=replay_dir, workdir=workdir, initial_cash_krw=cash,
-        ops_config={"signals": {"config": dict(params)}},
-    )  # fmt: skip
+        start=start, end=end, replay_dir=replay_dir, workdir=workdir, initial_cash_krw=cash, ops_config=ops_config
+    )
     with no_evidence():
-        run = run_fast(spec)
+        run = run_shared(spec)
     return run.fills(), evaluate(run, ReplayMarketData(replay_dir=replay_dir)), run.seconds
 
 
@@ -126,7 +176,7 @@ def train_cell(plan: Plan, window: Window, cell: int) -> dict[str, Any]:
     """A grid cell on a window's train days (a process pool task)."""
     workdir = plan.workdir / "runs" / window.key / f"train_{cell:02d}"
     fills, result, seconds = run_cell(
-        plan.replay_dir, window.train_start, window.train_end, workdir, plan.initial_cash_krw, plan.params(cell)
+        plan.replay_dir, window.train_start, window.train_end, workdir, plan.initial_cash_krw, plan.ops_config(cell)
     )
     stats, mine = result.trade_stats, result.strategy
     return {
@@ -147,6 +197,27 @@ def same_run(plan: Plan, row: dict[str, Any], cell: int) -> dict[str, Any] | Non
     return {**row, "cell": cell, "seconds": 0.0, "same_as": row["cell"]}
 
 
+def exit_families(plan: Plan) -> dict[int, list[int]]:
+    """Every cell whose exit parameters hold their first values (a base), with the cells that differ from
+    it in exit parameters only: they run after it, and only if it bought (`same_run`)."""
+    cells = plan.cells()
+    first = {name: values[0] for name, values in plan.grid.items() if name in EXIT_PARAMS}
+
+    def entry_params(cell: int) -> tuple[tuple[str, Any], ...]:
+        return tuple((k, v) for k, v in cells[cell].items() if k not in EXIT_PARAMS)
+
+    bases: dict[tuple[tuple[str, Any], ...], int] = {}
+    for cell, params in enumerate(cells):
+        if all(params[name] == value for name, value in first.items()):
+            bases.setdefault(entry_params(cell), cell)
+    families: dict[int, list[int]] = {base: [] for base in bases.values()}
+    for cell in range(len(cells)):
+        base = bases[entry_params(cell)]
+        if cell != base:
+            families[base].append(cell)
+    return families
+
+
 def chosen_table(plan: Plan, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A window's train results, one row per cell with its parameters, the choice marked."""
     train = pd.DataFrame(rows).sort_values("cell", ignore_index=True)
@@ -159,46 +230,49 @@ def train_windows(
     plan: Plan, workers: int, progress: Callable[[str], None], only: Sequence[Window] | None = None
 ) -> dict[str, pd.DataFrame]:
     """Every (window, cell) on the train days, `workers` at a time; a window's table is written to
-    train/<window>.csv and reported as soon as its last cell is in."""
+    train/<window>.csv and reported as soon as its last cell is in. The bases of `exit_families` run
+    first; the other cells of a family only if their base bought."""
     todo = list(only if only is not None else plan.windows())
-    cells = list(range(len(plan.cells())))
+    n_cells, families = len(plan.cells()), exit_families(plan)
     (plan.workdir / "train").mkdir(parents=True, exist_ok=True)
-    pending = {w.key: [] for w in todo}
+    pending: dict[str, list[dict[str, Any]]] = {w.key: [] for w in todo}
     tables: dict[str, pd.DataFrame] = {}
 
     def finish(row: dict[str, Any]) -> None:
         pending[row["window"]].append(row)
-        if len(pending[row["window"]]) == len(cells):
+        if len(pending[row["window"]]) == n_cells:
             table = chosen_table(plan, pending.pop(row["window"]))
             table.to_csv(plan.workdir / "train" / f"{row['window']}.csv", index=False)
             tables[row["window"]] = table
             best = table[table["chosen"]].iloc[0]
+            ran = int(table["same_as"].isna().sum())
             progress(
-                f"train {row['window']}: {len(tables)}/{len(todo)} windows, chose cell {best['cell']} "
-                f"({_params_text(plan.cells()[best['cell']])}): train return {best['total_return_pct']:+.2f} %, "
-                f"{best['trades']} trades"
+                f"train {row['window']}: {len(tables)}/{len(todo)} windows, {ran} runs ({n_cells - ran} cells the same "
+                f"run as another), chose cell {best['cell']} ({_params_text(plan.cells()[best['cell']])}): train "
+                f"return {best['total_return_pct']:+.2f} %, {best['trades']} trades"
             )
 
     def done(row: dict[str, Any]) -> list[int]:
-        """Book a cell's result; after cell 0, the window's other cells: those still to run."""
+        """Book a cell's result; after a base, its family: the copies booked, the cells still to run returned."""
         finish(row)
-        if row["cell"] != 0:
-            return []
-        copies = [same_run(plan, row, cell) for cell in cells[1:]]
-        for copy in copies:
-            if copy is not None:
+        to_run = []
+        for cell in families.get(row["cell"], []):
+            copy = same_run(plan, row, cell)
+            if copy is None:
+                to_run.append(cell)
+            else:
                 finish(copy)
-        return [cell for cell, copy in zip(cells[1:], copies, strict=True) if copy is None]
+        return to_run
 
     windows_by_key = {w.key: w for w in todo}
     if workers <= 1:
         for window in todo:
-            for cell in done(train_cell(plan, window, 0)):
-                finish(train_cell(plan, window, cell))
+            for base in families:
+                for cell in done(train_cell(plan, window, base)):
+                    finish(train_cell(plan, window, cell))
         return tables
-    # Cell 0 of every window first: a window that bought nothing needs no other exit-parameter cell.
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        running = {pool.submit(train_cell, plan, window, 0) for window in todo}
+        running = {pool.submit(train_cell, plan, window, base) for window in todo for base in families}
         while running:
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -222,7 +296,7 @@ def out_of_sample(
         cell = choices[window.key]
         workdir = plan.workdir / "runs" / window.key / "test"
         fills, result, seconds = run_cell(
-            plan.replay_dir, window.test_start, window.test_end, workdir, cash, plan.params(cell)
+            plan.replay_dir, window.test_start, window.test_end, workdir, cash, plan.ops_config(cell)
         )
         stats, mine, bench = result.trade_stats, result.strategy, result.benchmark
         rows.append({
@@ -318,11 +392,14 @@ def run_walk_forward(plan: Plan, workers: int = 2, progress: Callable[[str], Non
     return summary
 
 
-def _grid_arg(text: str) -> tuple[str, list[float]]:
+def _grid_arg(text: str) -> tuple[str, list[Any]]:
     name, _, values = text.partition("=")
     if not name or not values:
-        raise argparse.ArgumentTypeError(f"--grid {text!r}: expected NAME=V1,V2")
-    return name, [float(v) for v in values.split(",")]
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=V1,V2")
+    try:
+        return name, [typed(name, float(v)) for v in values.split(",")]
+    except ValueError as exc:  # an unknown name, a value that is no number or outside its bounds
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
 
 
 def _params_text(params: Mapping[str, Any]) -> str:
@@ -338,17 +415,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", required=True, help="first day of the first train window")
     parser.add_argument("--end", required=True, help="last day of the last test window")
     parser.add_argument("--replay-dir", default=None, help="default: MAKENAIDE_REPLAY_DIR or the packaged sample")
-    parser.add_argument("--train-days", type=int, default=180)
-    parser.add_argument("--test-days", type=int, default=30)
+    parser.add_argument("--train-days", type=int, default=TRAIN_DAYS)
+    parser.add_argument("--test-days", type=int, default=TEST_DAYS, help="also the step from window to window")
     parser.add_argument("--workers", type=int, default=2, help="processes for the train runs")
     parser.add_argument("--min-train-trades", type=int, default=1, help="closed trades a cell needs to be chosen")
     parser.add_argument("--workdir", default=None, help="default: <var>/walk_forward/<recording>_<start>_<end>")
     parser.add_argument(
-        "--grid", action="append", default=None, metavar="NAME=V1,V2",
-        help="a signals parameter and its values, repeated; replaces the default grid",
+        "--grid", action="append", default=None, type=_grid_arg, metavar="NAME=V1,V2",
+        help="a parameter and its values, repeated; replaces the default grid. min_score is breadth_and_candidates' "
+        "config (the candidate score threshold), any other name a field of signals' config",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    grid = dict(_grid_arg(text) for text in args.grid) if args.grid else dict(DEFAULT_GRID)
+    grid = dict(args.grid) if args.grid else dict(DEFAULT_GRID)
     replay = args.replay_dir or settings.replay_dir()
     default = settings.var_dir() / "walk_forward" / f"{Path(replay).name}_{args.start}_{args.end}"
     plan = Plan(

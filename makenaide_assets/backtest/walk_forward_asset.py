@@ -35,7 +35,11 @@ class WalkForwardConfig(dg.Config):
     train_days: int = Field(180, ge=1)
     test_days: int = Field(GRID_STEP_DAYS, ge=1, description="keep it the partitions' step, or windows overlap")
     min_train_trades: int = Field(1, ge=0, description="closed trades a cell needs on the train window to be chosen")
-    grid: dict[str, list[float]] | None = Field(None, description="signals parameters and values; default DEFAULT_GRID")
+    grid: dict[str, list[float]] | None = Field(
+        None,
+        description="parameters and their values, as the CLI's --grid: min_score (breadth_and_candidates' config) "
+        "or any field of signals' config; default DEFAULT_GRID (the six axes, 64 cells)",
+    )
     workers: int = Field(1, ge=1, description="processes for one window's grid (a cluster run: its pod's cores)")
     workdir: str | None = Field(None, description="shared folder; default <var>/walk_forward/<replay>_<train>_<test>")
 
@@ -46,10 +50,13 @@ class WalkForwardConfig(dg.Config):
             raise dg.Failure(f"{replay} holds no daily candles")
         name = f"{Path(replay).name}_{self.train_days}_{self.test_days}"
         workdir = Path(self.workdir) if self.workdir else settings.var_dir() / "walk_forward" / name
-        return Plan(
-            replay_dir=replay, start=GRID_START, end=end, workdir=workdir, train_days=self.train_days,
-            test_days=self.test_days, grid=dict(self.grid or DEFAULT_GRID), min_train_trades=self.min_train_trades,
-        )  # fmt: skip
+        try:
+            return Plan(
+                replay_dir=replay, start=GRID_START, end=end, workdir=workdir, train_days=self.train_days,
+                test_days=self.test_days, grid=dict(self.grid or DEFAULT_GRID), min_train_trades=self.min_train_trades,
+            )  # fmt: skip
+        except ValueError as exc:  # a name no op's config has, a value its config refuses
+            raise dg.Failure(f"walk-forward grid: {exc}") from exc
 
 
 @dg.asset(partitions_def=windows_partitions, group_name="backtest", kinds={"pandas"})
