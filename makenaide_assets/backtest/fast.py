@@ -190,10 +190,12 @@ class FastEngine:
     def prepare(self, keys: list[str]) -> dict[str, Prepared]:
         """tickers → universe → daily_candles (and their blocking checks) per day, then the indicator
         snapshot and the candidates of every day in one computation: each window of candles is its
-        own column of `indicator_snapshot`'s matrices, so a day's rows are its own call's. A day with
-        fewer than two universe markets runs its own call (NumPy sums one column in another order)."""
+        own column of `indicator_snapshot`'s matrices, so a day's rows are its own call's. Days of a
+        single universe market are computed together too, with each column summed as a lone column
+        is (`alone`: NumPy adds a lone column in another order than the columns of a matrix); a day
+        without one runs its own call."""
         thresholds = self.resources["universe_thresholds"]
-        prepared, batch, listed = {key: Prepared() for key in keys}, [], []
+        prepared, listed = {key: Prepared() for key in keys}, []
         for key in keys:
             try:
                 tickers = self.tickers(partition_close(key))
@@ -206,6 +208,7 @@ class FastEngine:
             listed.append(key)
         data = self.day_data if listed else None
         universes = data.universes(self._tickers, thresholds, listed) if data is not None else {}
+        together: dict[bool, list[tuple[str, list[str]]]] = {False: [], True: []}
         for key in listed:
             day = prepared[key]
             day.universe = universes[key]
@@ -221,8 +224,8 @@ class FastEngine:
             ]
             if failed:
                 day.error = f"failed checks: {', '.join(failed)}"
-            elif len(markets) > 1:
-                batch.append((key, markets))
+            elif markets:
+                together[len(markets) == 1].append((key, markets))
             else:
                 candles, _ = data.candles(day.universe, thresholds, key)
                 day.indicators = indicators_of(candles)
@@ -230,8 +233,9 @@ class FastEngine:
                     day.error = "failed checks: daily_indicators_no_unexplained_nan"
                 else:
                     day.candidates = candidates_of(candles, day.indicators, self.candidate_params)
-        if batch:
-            self._prepare_together(batch, prepared, thresholds.history_days)
+        for alone, batch in together.items():
+            if batch:
+                self._prepare_together(batch, prepared, thresholds.history_days, alone=alone)
         for day in prepared.values():
             if day.candidates is None or day.error:
                 continue
@@ -240,7 +244,7 @@ class FastEngine:
         return prepared
 
     def _prepare_together(
-        self, batch: list[tuple[str, list[str]]], prepared: dict[str, Prepared], history_days: int
+        self, batch: list[tuple[str, list[str]]], prepared: dict[str, Prepared], history_days: int, *, alone: bool
     ) -> None:
         data = self.day_data
         stacked = data.stacked(batch, history_days)
@@ -251,13 +255,14 @@ class FastEngine:
                 "trade_price": btc.columns["trade_price"] if btc else np.array([], dtype="float64"),
             }
         )
-        indicators = indicator_snapshot(stacked, btc_frame)
+        indicators = indicator_snapshot(stacked, btc_frame, alone=alone)
         for market in quality.unexplained_nans(indicators, REQUIRED_COLUMNS)[0]:
             prepared[market[:10]].error = "failed checks: daily_indicators_no_unexplained_nan"
         keys = indicators["market"].str.slice(0, 10)
         rs_rank = indicators.groupby(keys)["rs_vs_btc"].rank(pct=True) * 100
         params = self.candidate_params
-        candidates = judge_candidates(indicators, rs_rank, pattern_features(stacked, params.patterns), params)
+        features = pattern_features(stacked, params.patterns, alone=alone)
+        candidates = judge_candidates(indicators, rs_rank, features, params)
         markets = indicators["market"].str.slice(11)
         indicators["market"], candidates["market"] = markets, markets.to_numpy()
         bounds = np.flatnonzero(np.r_[True, keys.to_numpy()[1:] != keys.to_numpy()[:-1], True])
@@ -280,8 +285,11 @@ class FastEngine:
         if passed.empty and positions.empty:
             return  # nothing to buy, nothing held: no signal, whatever the book and the regime
         day.positions = with_highest_close_since_entry(positions, md, key)
-        if passed.empty and not orders_possible(day.positions, indicators, self.signals_config.plan_params()):
-            return  # held positions only, none at an exit or a pyramid step: no signal
+        # The planner never buys a market already held (only its pyramid rules add to one), so
+        # candidates that are all held ask for nothing the exit and pyramid tests do not cover.
+        buyable = passed[~passed.isin(day.positions["market"])]
+        if buyable.empty and not orders_possible(day.positions, indicators, self.signals_config.plan_params()):
+            return  # no candidate to buy, no held position at an exit or a pyramid step: no signal
         as_of = partition_close(key)
         candles, _ = self.day_data.candles(prepared.universe, self.resources["universe_thresholds"], key)
         breadth = pd.DataFrame([{"date": key, **read_thermometer(indicators, btc_row(indicators, candles))}])

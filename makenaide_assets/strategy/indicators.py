@@ -9,6 +9,7 @@ Units: prices in KRW; `change_1d`, `ma*_slope` and `rs_vs_btc` are fractions (0.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,8 +64,13 @@ class Aligned:
         return self.values[name]
 
 
-def align_last(candles: pd.DataFrame, columns: list[str]) -> Aligned:
-    """Long candles (`market` + columns, any order) → end-aligned matrices, markets sorted."""
+def align_last(candles: pd.DataFrame, columns: list[str], *, alone: bool = False) -> Aligned:
+    """Long candles (`market` + columns, any order) → end-aligned matrices, markets sorted.
+
+    `alone`: each market's column contiguous (Fortran order), so that a sum down a column adds
+    as it does when that market is the only column. NumPy sums a lone column pairwise and the
+    columns of a row-major matrix row by row, which can differ in the last bit; a batch of
+    one-market days (the fast backtest) must give each day's own call's values."""
     codes, markets = pd.factorize(candles["market"], sort=True)
     stamps = candles["candle_date_time_utc"].to_numpy(dtype="datetime64[ns]")
     order = np.lexsort((stamps, codes))
@@ -77,7 +83,7 @@ def align_last(candles: pd.DataFrame, columns: list[str]) -> Aligned:
     times[rows, codes] = stamps[order]
     values = {}
     for name in columns:
-        matrix = np.full((length, len(markets)), np.nan)
+        matrix = np.full((length, len(markets)), np.nan, order="F" if alone else "C")
         matrix[rows, codes] = candles[name].to_numpy(dtype="float64")[order]
         values[name] = matrix
     return Aligned(pd.Index(markets, name="market"), counts, times, values)
@@ -107,9 +113,26 @@ def wilder_last(x: np.ndarray, period: int, first: np.ndarray) -> np.ndarray:
     seed_end = np.minimum(seed_row + 1, rows)
     seed = (sums[seed_end, np.arange(cols)] - sums[first, np.arange(cols)]) / period
     seed[(holes[seed_end, np.arange(cols)] - holes[first, np.arange(cols)]) > 0] = np.nan
+    if cols <= _FLOAT_LOOP_COLUMNS:
+        return np.array([_wilder_column(x[:, c], float(seed[c]), int(seed_row[c]), period) for c in range(cols)])
     avg = np.full(cols, np.nan)
     for t in range(int(seed_row.min(initial=rows)), rows):
         avg = np.where(seed_row == t, seed, (avg * (period - 1) + x[t]) / period)
+    return avg
+
+
+# Up to this many columns the recursion runs on Python floats, column by column: a NumPy call per
+# row costs more than the arithmetic of a few columns. The operations are the same IEEE ones in
+# the same order, so both ways give the same bits.
+_FLOAT_LOOP_COLUMNS = 32
+
+
+def _wilder_column(x: np.ndarray, seed: float, seed_row: int, period: int) -> float:
+    if seed_row >= len(x):
+        return float("nan")
+    avg = seed
+    for value in x[seed_row + 1 :].tolist():
+        avg = (avg * (period - 1) + value) / period
     return avg
 
 
@@ -143,7 +166,7 @@ def _rs_vs_btc(al: Aligned, btc: pd.DataFrame) -> np.ndarray:
     return own / btc_ratio - 1.0
 
 
-def indicator_snapshot(candles: pd.DataFrame, btc: pd.DataFrame) -> pd.DataFrame:
+def indicator_snapshot(candles: pd.DataFrame, btc: pd.DataFrame, *, alone: bool = False) -> pd.DataFrame:
     """One row per market of `candles` (long: market + CANDLE_COLUMNS, cut at D's close).
 
     `date` is the last candle's date (not forced to D, so a stale market shows). `ma{n}` are
@@ -152,14 +175,16 @@ def indicator_snapshot(candles: pd.DataFrame, btc: pd.DataFrame) -> pd.DataFrame
     the highest high / lowest low of the last 365 candles; `volume_ma20` the mean coin
     volume of the last 20 candles; `volume_ratio` the last candle's coin volume over the
     mean of the 20 before it (coin units, as the books count shares: KRW value would rise
-    with the day's own price move); `rs_vs_btc` see `_rs_vs_btc`.
+    with the day's own price move); `rs_vs_btc` see `_rs_vs_btc`. `alone`: each market's row as a
+    call with that market alone gives it (`align_last`).
     """
     if candles.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in SNAPSHOT_COLUMNS})
-    al = align_last(candles, ["opening_price", "high_price", "low_price", "trade_price", "candle_acc_trade_volume"])
+    names = ["opening_price", "high_price", "low_price", "trade_price", "candle_acc_trade_volume"]
+    al = align_last(candles, names, alone=alone)
     close, volume = al.col("trade_price"), al.col("candle_acc_trade_volume")
-    out = pd.DataFrame(index=al.markets)
-    out["date"] = pd.DatetimeIndex(al.times[-1]).normalize()
+    # Columns collected first and the frame built once: a column assignment costs more than its arithmetic.
+    out: dict[str, Any] = {"market": al.markets, "date": pd.DatetimeIndex(al.times[-1]).normalize()}
     out["close"], out["open"] = close[-1], al.col("opening_price")[-1]
     out["high"], out["low"] = al.col("high_price")[-1], al.col("low_price")[-1]
     out["change_1d"] = close[-1] / window(close, 1, 1)[0] - 1.0
@@ -175,7 +200,7 @@ def indicator_snapshot(candles: pd.DataFrame, btc: pd.DataFrame) -> pd.DataFrame
     out["rs_vs_btc"] = _rs_vs_btc(al, btc)
     out["history_days"] = al.counts
     out["insufficient_history"] = insufficient_history(al.counts)
-    return out.reset_index()[SNAPSHOT_COLUMNS]
+    return pd.DataFrame({name: out[name] for name in SNAPSHOT_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -189,7 +214,9 @@ class PatternParams:
     cross_lookback: int = 20
 
 
-def pattern_features(candles: pd.DataFrame, params: PatternParams = PatternParams()) -> pd.DataFrame:
+def pattern_features(
+    candles: pd.DataFrame, params: PatternParams = PatternParams(), *, alone: bool = False
+) -> pd.DataFrame:
     """Per market (index): the price-path facts behind the base, VCP and MA200-cross rules.
 
     `range_high`/`range_low`: highest high / lowest low of the last min(365, available)
@@ -199,10 +226,11 @@ def pattern_features(candles: pd.DataFrame, params: PatternParams = PatternParam
     consecutive windows ending at the last candle, oldest first; `vcp_volume_ratio`: mean
     volume of the newest window over the oldest. `ma200_cross_age`: candles since the close
     crossed above MA200 (0 = on the last candle), NaN if below now or no cross in the lookback.
+    `alone`: as `indicator_snapshot`'s.
     """
-    al = align_last(candles, ["high_price", "low_price", "trade_price", "candle_acc_trade_volume"])
+    al = align_last(candles, ["high_price", "low_price", "trade_price", "candle_acc_trade_volume"], alone=alone)
     high, low, close = al.col("high_price"), al.col("low_price"), al.col("trade_price")
-    out = pd.DataFrame(index=al.markets)
+    out: dict[str, np.ndarray] = {}
     enough = al.counts >= params.range_min_candles
     range_rows = min(RANGE_CANDLES, high.shape[0])
     with np.errstate(all="ignore"):
@@ -221,7 +249,7 @@ def pattern_features(candles: pd.DataFrame, params: PatternParams = PatternParam
     oldest = sma_last(volume, size, (params.contractions - 1) * size)
     out["vcp_volume_ratio"] = sma_last(volume, size) / oldest
     out["ma200_cross_age"] = _cross_age(close, 200, params.cross_lookback)
-    return out
+    return pd.DataFrame(out, index=al.markets)
 
 
 def _cross_age(close: np.ndarray, period: int, lookback: int) -> np.ndarray:

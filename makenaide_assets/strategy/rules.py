@@ -18,6 +18,7 @@ market with less than 200 candles is rejected by its missing MA200 anyway.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,9 +125,12 @@ def minervini_trend_template(f: pd.DataFrame, p: TrendTemplateParams = TrendTemp
 
 
 def vcp(f: pd.DataFrame, p: VcpParams = VcpParams()) -> pd.Series:
-    depths = f.filter(regex=r"^vcp_depth_\d+$")
-    tightening = (depths.diff(axis=1).iloc[:, 1:] < 0).all(axis=1) & depths.notna().all(axis=1)
-    return tightening & (depths.iloc[:, -1] <= p.max_final_depth) & (f["vcp_volume_ratio"] <= p.max_volume_ratio)
+    depths = f.filter(regex=r"^vcp_depth_\d+$").to_numpy(dtype="float64")
+    # NaN compares False, as it does in pandas: a missing depth is never a tightening.
+    with np.errstate(invalid="ignore"):
+        tightening = (np.diff(depths, axis=1) < 0).all(axis=1) & ~np.isnan(depths).any(axis=1)
+        tight_last = depths[:, -1] <= p.max_final_depth
+    return pd.Series(tightening & tight_last, index=f.index) & (f["vcp_volume_ratio"] <= p.max_volume_ratio)
 
 
 def oneil_pivot(f: pd.DataFrame, p: PivotParams = PivotParams()) -> pd.Series:
@@ -182,27 +186,50 @@ def judge_candidates(
     """`evaluate_candidates` from its parts: the day's indicators, each row's relative-strength
     percentile among the day's markets, and the pattern features by market (index). Rows of several
     days at once give each day's rows as that day's call would (the fast backtest)."""
-    frame = indicators[["market", "date", *RULE_INPUTS, "insufficient_history"]].copy()
-    frame["rs_rank"] = rs_rank
-    frame = frame.merge(features, how="left", left_on="market", right_index=True)
-    short = frame["insufficient_history"].fillna("").map(lambda s: [c for c in s.split(",") if c in RULE_INPUTS])
+    columns = _rule_inputs(indicators, rs_rank, features)
+    frame = pd.DataFrame(columns)
+    short = [[c for c in s.split(",") if c in RULE_INPUTS] for s in frame["insufficient_history"].fillna("").tolist()]
     needed = [*RULE_INPUTS, *FEATURE_INPUTS]
     missing = [[c for c, bad in zip(needed, row, strict=True) if bad] for row in frame[needed].isna().to_numpy()]
     missing = [sorted(set(m) - set(s)) for m, s in zip(missing, short, strict=True)]
-    usable = np.array([not s and not m for s, m in zip(short, missing, strict=True)])
-    score = pd.Series(0, index=frame.index)
-    for name, (func, attr) in RULES.items():
-        frame[name] = func(frame, getattr(params, attr)).fillna(False).astype(bool) & usable
-        score += frame[name].astype(int) * getattr(params.weights, name)
-    frame["score"] = score
-    trend = frame[list(params.trend_rules)].any(axis=1)
-    frame["passed"] = trend & (frame["score"] >= params.min_score)
-    held = frame[list(RULES)].to_numpy()
-    frame["failed_rules"] = [",".join(n for n, ok in zip(RULES, row, strict=True) if not ok) for row in held]
-    frame["reason"] = [
-        _reason(row, s, m, params) for row, s, m in zip(frame.to_dict("records"), short, missing, strict=True)
-    ]
-    return frame.drop(columns=["insufficient_history"]).reset_index(drop=True)
+    usable = np.array([not s and not m for s, m in zip(short, missing, strict=True)], dtype=bool)
+    held = {
+        name: func(frame, getattr(params, attr)).fillna(False).astype(bool).to_numpy() & usable
+        for name, (func, attr) in RULES.items()
+    }
+    score = np.zeros(len(frame), dtype="int64")
+    trend = np.zeros(len(frame), dtype=bool)
+    for name in RULES:
+        score += held[name].astype("int64") * getattr(params.weights, name)
+    for name in params.trend_rules:
+        trend |= held[name]
+    passed = trend & (score >= params.min_score)
+    # Rows as plain Python values (what `to_dict("records")` gives `_reason`), without the frame's per-row cost.
+    rows = [dict(zip(RULES, flags, strict=True)) for flags in zip(*(held[n].tolist() for n in RULES), strict=True)]
+    for row, s, ok, candles in zip(rows, score.tolist(), passed.tolist(), frame["range_candles"].tolist(), strict=True):
+        row.update(score=s, passed=ok, range_candles=candles)
+    del columns["insufficient_history"]
+    return pd.DataFrame(
+        {
+            **columns,
+            **held,
+            "score": score,
+            "passed": passed,
+            "failed_rules": [",".join(n for n in RULES if not row[n]) for row in rows],
+            "reason": [_reason(row, s, m, params) for row, s, m in zip(rows, short, missing, strict=True)],
+        }
+    )
+
+
+def _rule_inputs(indicators: pd.DataFrame, rs_rank: pd.Series, features: pd.DataFrame) -> dict[str, Any]:
+    """The columns the rules read, by name: the indicators' inputs, `rs_rank` (aligned on the
+    indicators' index) and the row's market's pattern features (NaN for a market without)."""
+    columns: dict[str, Any] = {c: indicators[c].array for c in ["market", "date", *RULE_INPUTS, "insufficient_history"]}
+    same_rows = rs_rank.index.equals(indicators.index)
+    columns["rs_rank"] = (rs_rank if same_rows else rs_rank.reindex(indicators.index)).array
+    aligned = features.reindex(indicators["market"].to_numpy())
+    columns.update({c: aligned[c].array for c in features.columns})
+    return columns
 
 
 def _reason(row: dict, short: list[str], missing: list[str], params: CandidateParams) -> str:
