@@ -51,7 +51,7 @@ from makenaide_assets.strategy.indicators import REQUIRED_COLUMNS, indicator_sna
 from makenaide_assets.strategy.intraday import IntradayExit, crossings, watch_book, watch_window
 from makenaide_assets.strategy.limits import Limits, cap_buy, outside_band, sells_halted
 from makenaide_assets.strategy.numbers import finite
-from makenaide_assets.strategy.orders import orders_possible
+from makenaide_assets.strategy.orders import buys_possible, orders_possible
 from makenaide_assets.strategy.paper_book import DAILY, STOP, Cut, PaperBook, paper_fill, slipped_price
 from makenaide_assets.strategy.rules import CandidateParams, judge_candidates
 from makenaide_assets.strategy.ticks import FEE_RATE, MIN_ORDER_KRW, round_volume
@@ -285,22 +285,28 @@ class FastEngine:
         if passed.empty and positions.empty:
             return  # nothing to buy, nothing held: no signal, whatever the book and the regime
         day.positions = with_highest_close_since_entry(positions, md, key)
-        # The planner never buys a market already held (only its pyramid rules add to one), so
-        # candidates that are all held ask for nothing the exit and pyramid tests do not cover.
-        buyable = passed[~passed.isin(day.positions["market"])]
-        if buyable.empty and not orders_possible(day.positions, indicators, self.signals_config.plan_params()):
+        # Each test below is the planner's own (strategy/orders.py); a day they all rule out would
+        # plan no order, so it ends as such a day ends (no signal), without the rest of the work.
+        # The planner never buys a market already held (only its pyramid rules add to one).
+        buyable = passed[~passed.isin(day.positions["market"])].tolist()
+        params = self.signals_config.plan_params()
+        exits_or_adds = not day.positions.empty and orders_possible(day.positions, indicators, params)
+        if not buyable and not exits_or_adds:
             return  # no candidate to buy, no held position at an exit or a pyramid step: no signal
-        as_of = partition_close(key)
         candles, _ = self.day_data.candles(prepared.universe, self.resources["universe_thresholds"], key)
-        breadth = pd.DataFrame([{"date": key, **read_thermometer(indicators, btc_row(indicators, candles))}])
         if passed.empty and self._nothing_asked is not None:
             verdicts, timing = self._nothing_asked  # no candidate: no verdict, no timing (the same empty frames)
         else:
             asked = candles[candles["market"].isin(set(passed))]
             verdicts = verdicts_of(RulesAnalyst(), key, candidates, indicators, asked)
-            timing = timing_of(md, verdicts, as_of)
+            if not exits_or_adds and not buys_possible(buyable, verdicts, params):
+                return  # every candidate refused by its verdict, nothing held to sell or add to
+            timing = timing_of(md, verdicts, partition_close(key))
             if passed.empty:
                 self._nothing_asked = (verdicts, timing)
+        if not exits_or_adds and not buys_possible(buyable, verdicts, params, timing):
+            return  # every candidate refused by its verdict or its 4-hour timing
+        breadth = pd.DataFrame([{"date": key, **read_thermometer(indicators, btc_row(indicators, candles))}])
         # Walk-forward evidence for Kelly (KellyEvidence of the demo resources), as `strategy_stats` reads it.
         evidence = self.resources["kelly_evidence"].trades()
         stats = stats_frame(self.book.closed_trades(before), key, self.stats_config.window_days, evidence)

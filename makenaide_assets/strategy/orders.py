@@ -10,6 +10,7 @@ slots. An order that does not fit is scaled down to what is left, or dropped bel
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -261,23 +262,14 @@ def _buys_wanted(
     for market, score in zip(passed["market"], passed["score"], strict=True):
         v = gpt.loc[market] if market in gpt.index else None
         t = t4h.loc[market] if market in t4h.index else None
-        why = None
         if market in sold:
             why = "sold today: never buy and sell one market on one day"
         elif market in held:
             why = "already held: only the pyramiding rules may add to it"
-        elif v is None:
-            why = "no GPT verdict"
-        elif v["source"] == "error":
-            why = f"GPT errored: {v['error'] if pd.notna(v.get('error')) else 'no detail'}"
-        elif v["verdict"] != "BUY":
-            why = f"GPT verdict {v['verdict']}"
-        elif not v["confidence"] >= params.min_confidence:
-            why = f"GPT confidence {v['confidence']:g} < {params.min_confidence:g}"
-        elif t is None or not (pd.notna(t["entry_ok"]) and bool(t["entry_ok"])):
-            why = f"4h timing: {'no row' if t is None else t['reason']}"
-        elif market not in snap.index:
-            why = "no daily close"
+        else:
+            why = _verdict_refusal(v, params) or _timing_refusal(t)
+            if why is None and market not in snap.index:
+                why = "no daily close"
         if why:
             rejected.append(_reject(market, "buy", why))
             continue
@@ -286,6 +278,45 @@ def _buys_wanted(
         rank = (-float(score) if pd.notna(score) else math.inf, -float(v["confidence"]))
         buys.append({"market": market, "side": "buy", "price": float(entry), "reason": reason, "rank": rank})
     return sorted(buys, key=lambda b: b["rank"])
+
+
+def _verdict_refusal(v: pd.Series | None, params: PlanParams) -> str | None:
+    """Why the GPT verdict row `v` refuses a candidate's buy (BUY, confident, not an error); None if it does not."""
+    if v is None:
+        return "no GPT verdict"
+    if v["source"] == "error":
+        return f"GPT errored: {v['error'] if pd.notna(v.get('error')) else 'no detail'}"
+    if v["verdict"] != "BUY":
+        return f"GPT verdict {v['verdict']}"
+    if not v["confidence"] >= params.min_confidence:
+        return f"GPT confidence {v['confidence']:g} < {params.min_confidence:g}"
+    return None
+
+
+def _timing_refusal(t: pd.Series | None) -> str | None:
+    """Why the 4-hour timing row `t` refuses a candidate's buy; None when it says enter now."""
+    if t is None or not (pd.notna(t["entry_ok"]) and bool(t["entry_ok"])):
+        return f"4h timing: {'no row' if t is None else t['reason']}"
+    return None
+
+
+def buys_possible(
+    markets: Sequence[str],
+    gpt_verdicts: pd.DataFrame,
+    params: PlanParams = PlanParams(),
+    timing_4h: pd.DataFrame | None = None,
+) -> bool:
+    """False when none of `markets` (passed candidates not held) gets past the tests `_buys_wanted`
+    makes of its GPT verdict and, when `timing_4h` is given, of its 4-hour timing: the planner then
+    wants no buy. For a caller that may skip the rest of the day (the fast backtest)."""
+    gpt = gpt_verdicts.drop_duplicates("market", keep="last").set_index("market")
+    t4h = None if timing_4h is None else timing_4h.drop_duplicates("market", keep="last").set_index("market")
+    for market in markets:
+        if market not in gpt.index or _verdict_refusal(gpt.loc[market], params) is not None:
+            continue
+        if t4h is None or (market in t4h.index and _timing_refusal(t4h.loc[market]) is None):
+            return True
+    return False
 
 
 def _snapshot(daily_indicators: pd.DataFrame, trend_ma: str) -> pd.DataFrame:
