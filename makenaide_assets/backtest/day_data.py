@@ -81,11 +81,10 @@ class DayData:
                 "MAKENAIDE_REPLAY_DIR)"
             )
 
-    def universes(
-        self, tickers: pd.DataFrame, thresholds: UniverseThresholds, keys: Sequence[str]
-    ) -> dict[str, pd.DataFrame]:
+    def universes(self, tickers: pd.DataFrame, thresholds: UniverseThresholds, keys: Sequence[str]) -> pd.DataFrame:
         """`universe_frame` of each day D of `keys`: months listed and the KRW traded in the 24 hours
-        before D's close, screened in one call of `screen_universe` (a row per day and ticker)."""
+        before D's close, screened in one call of `screen_universe`. One frame, `len(tickers)` rows
+        per day in the order of `keys` (day i's universe is rows i * n to (i + 1) * n)."""
         eligible = tickers.loc[tickers["excluded_reason"] == "", "market"].tolist()
         months, values = {}, {}
         for key in keys:
@@ -99,25 +98,32 @@ class DayData:
                 recent = n > 0 and series.starts[n - 1] + _ONE_DAY == as_of  # type: ignore[union-attr]
                 value = float(series.columns["candle_acc_trade_price"][n - 1]) if recent else 0.0  # type: ignore[union-attr]
                 values[stacked_key(key, market)] = value
-        stacked = pd.concat([tickers.assign(market=[stacked_key(k, m) for m in tickers["market"]]) for k in keys])
+        names = tickers["market"].tolist()
+        stacked = tickers.iloc[np.tile(np.arange(len(tickers)), len(keys))].reset_index(drop=True)
+        stacked["market"] = [stacked_key(k, m) for k in keys for m in names]
         traded = pd.Series(values, name="trade_value_krw", dtype="float64")
-        frame = screen_universe(stacked.reset_index(drop=True), pd.Series(months, dtype="int64"), traded, thresholds)
+        frame = screen_universe(stacked, pd.Series(months, dtype="int64"), traded, thresholds)
         frame["market"] = np.tile(tickers["market"].to_numpy(), len(keys))
-        n = len(tickers)
-        return {key: frame.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i, key in enumerate(keys)}
+        return frame
 
     def candles(
         self, universe: pd.DataFrame, thresholds: UniverseThresholds, partition_key: str
     ) -> tuple[pd.DataFrame, list[str]]:
         """`universe_candles` of D: the long frame of the universe's daily candles (and KRW-BTC's)."""
-        last_start = np.datetime64(partition_close(partition_key), "ns") - _ONE_DAY
         markets = universe.loc[universe["passed"], "market"].tolist()
+        return self.candles_of(markets, thresholds.history_days, partition_key)
+
+    def candles_of(
+        self, markets: Sequence[str], history_days: int, partition_key: str
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """`candles` of D from the universe's passed markets."""
+        last_start = np.datetime64(partition_close(partition_key), "ns") - _ONE_DAY
         fetch = [*markets, *([BENCHMARK_MARKET] if BENCHMARK_MARKET not in markets else [])]
         cuts = []
         for market in fetch:
             series = self.day.get(market)
             end = 0 if series is None else series.closed_count(last_start)
-            cuts.append((market, series, max(0, end - thresholds.history_days), end))
+            cuts.append((market, series, max(0, end - history_days), end))
         cuts = [c for c in cuts if c[3] > c[2]]
         if not cuts:
             frame = pd.DataFrame(columns=["market", *CANDLE_COLUMNS])

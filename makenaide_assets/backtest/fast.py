@@ -117,23 +117,61 @@ class Day:
     error: str | None = None
     signals: pd.DataFrame | None = None
     stats_trades: int = 0
-    indicators: pd.DataFrame | None = None
+    prepared: "Prepared | None" = None  # D's analysis up to candidates, once `analyse` read it
     reported: bool = False  # a trading or report run would have run: equity recorded, stops watched
     positions: pd.DataFrame | None = None  # held before D's orders, highest close since entry through D
     fills: int = 0  # D's daily fills
+    _indicators: pd.DataFrame | None = None
 
     def row(self) -> dict[str, Any]:
         return {column: getattr(self, column) for column in DAY_COLUMNS}
 
+    @property
+    def indicators(self) -> pd.DataFrame | None:
+        """D's `daily_indicators`, cut from the prepared days the first time it is read."""
+        if self._indicators is None and self.prepared is not None:
+            self._indicators = self.prepared.indicators
+        return self._indicators
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows [start, stop) of a frame computed for many days at once: one day's frame, cut when read.
+    Most days never read theirs (nothing passed, nothing held), and a cut costs more than the test."""
+
+    frame: pd.DataFrame
+    start: int
+    stop: int
+
+    def cut(self) -> pd.DataFrame:
+        return self.frame.iloc[self.start : self.stop].reset_index(drop=True)
+
 
 @dataclass
 class Prepared:
-    """A day's analysis up to `candidates`: it depends on the recording only, not on the book."""
+    """A day's analysis up to `candidates`: it depends on the recording only, not on the book.
+    Shared read-only (backtest/shared_analysis.py): reading a frame cuts a new one each time."""
 
-    universe: pd.DataFrame | None = None
-    indicators: pd.DataFrame | None = None
-    candidates: pd.DataFrame | None = None
     error: str | None = None
+    markets: list[str] = field(default_factory=list)  # the universe's passed markets
+    passed: list[str] = field(default_factory=list)  # the markets whose candidates passed, in their order
+    frames: dict[str, Rows | pd.DataFrame] = field(default_factory=dict)  # universe, indicators, candidates
+
+    def _frame(self, name: str) -> pd.DataFrame | None:
+        held = self.frames.get(name)
+        return held.cut() if isinstance(held, Rows) else held
+
+    @property
+    def universe(self) -> pd.DataFrame | None:
+        return self._frame("universe")
+
+    @property
+    def indicators(self) -> pd.DataFrame | None:
+        return self._frame("indicators")
+
+    @property
+    def candidates(self) -> pd.DataFrame | None:
+        return self._frame("candidates")
 
 
 @dataclass
@@ -167,6 +205,7 @@ class FastEngine:
         )
 
     _tickers: pd.DataFrame | None = None
+    _tickers_ok: bool = False
     _day_data: DayData | None = None
     _nothing_asked: tuple[pd.DataFrame, pd.DataFrame] | None = None
 
@@ -176,6 +215,8 @@ class FastEngine:
         if self._tickers is None:
             markets = self.market_data.markets(as_of)  # raises ReplayOutOfRange outside the recording
             self._tickers = mark_exclusions(markets, self.resources["blacklist"].entries())
+            # `tickers_well_formed`: the same list every day, so the same answer every day.
+            self._tickers_ok = not self._tickers.empty and not self._tickers["market"].duplicated().any()
             self._day_data = DayData(self.market_data, self._tickers["market"].tolist())
         else:
             self.day_data.within_recording(as_of, self.market_data.replay_dir)
@@ -198,21 +239,25 @@ class FastEngine:
         prepared, listed = {key: Prepared() for key in keys}, []
         for key in keys:
             try:
-                tickers = self.tickers(partition_close(key))
+                self.tickers(partition_close(key))
             except (ReplayOutOfRange, MalformedMarketData) as exc:
                 prepared[key].error = f"market: {exc}"
                 continue
-            if tickers.empty or tickers["market"].duplicated().any():
+            if not self._tickers_ok:
                 prepared[key].error = "failed checks: tickers_well_formed"
                 continue
             listed.append(key)
-        data = self.day_data if listed else None
-        universes = data.universes(self._tickers, thresholds, listed) if data is not None else {}
+        if not listed:
+            return prepared
+        data = self.day_data
+        universe = data.universes(self._tickers, thresholds, listed)
+        n = len(self._tickers)
+        names, passed = universe["market"].to_numpy(), universe["passed"].to_numpy()
         together: dict[bool, list[tuple[str, list[str]]]] = {False: [], True: []}
-        for key in listed:
+        for i, key in enumerate(listed):
             day = prepared[key]
-            day.universe = universes[key]
-            markets = day.universe.loc[day.universe["passed"], "market"].tolist()
+            day.frames["universe"] = Rows(universe, i * n, (i + 1) * n)
+            day.markets = markets = names[i * n : (i + 1) * n][passed[i * n : (i + 1) * n]].tolist()
             fetch = [*markets, *([BENCHMARK_MARKET] if BENCHMARK_MARKET not in markets else [])]
             failed = [
                 name
@@ -227,21 +272,24 @@ class FastEngine:
             elif markets:
                 together[len(markets) == 1].append((key, markets))
             else:
-                candles, _ = data.candles(day.universe, thresholds, key)
-                day.indicators = indicators_of(candles)
-                if quality.unexplained_nans(day.indicators, REQUIRED_COLUMNS)[0]:
-                    day.error = "failed checks: daily_indicators_no_unexplained_nan"
-                else:
-                    day.candidates = candidates_of(candles, day.indicators, self.candidate_params)
+                self._prepare_alone(key, day, thresholds.history_days)
         for alone, batch in together.items():
             if batch:
                 self._prepare_together(batch, prepared, thresholds.history_days, alone=alone)
         for day in prepared.values():
-            if day.candidates is None or day.error:
-                continue
-            if day.candidates["passed"].any() and not inputs_sane(day.candidates).passed:
+            if day.passed and not day.error and not inputs_sane(day.candidates).passed:
                 day.error = "failed checks: candidates_inputs_sane"
         return prepared
+
+    def _prepare_alone(self, key: str, day: Prepared, history_days: int) -> None:
+        """A day without a universe market: its own calls of the assets' functions."""
+        candles, _ = self.day_data.candles_of(day.markets, history_days, key)
+        day.frames["indicators"] = indicators = indicators_of(candles)
+        if quality.unexplained_nans(indicators, REQUIRED_COLUMNS)[0]:
+            day.error = "failed checks: daily_indicators_no_unexplained_nan"
+            return
+        day.frames["candidates"] = candidates = candidates_of(candles, indicators, self.candidate_params)
+        day.passed = candidates.loc[candidates["passed"], "market"].tolist()
 
     def _prepare_together(
         self, batch: list[tuple[str, list[str]]], prepared: dict[str, Prepared], history_days: int, *, alone: bool
@@ -265,11 +313,13 @@ class FastEngine:
         candidates = judge_candidates(indicators, rs_rank, features, params)
         markets = indicators["market"].str.slice(11)
         indicators["market"], candidates["market"] = markets, markets.to_numpy()
+        names, passed = markets.to_numpy(), candidates["passed"].to_numpy()
         bounds = np.flatnonzero(np.r_[True, keys.to_numpy()[1:] != keys.to_numpy()[:-1], True])
         for a, b in itertools.pairwise(bounds):
             day = prepared[keys.iloc[a]]
-            day.indicators = indicators.iloc[a:b].reset_index(drop=True)
-            day.candidates = candidates.iloc[a:b].reset_index(drop=True)
+            day.frames["indicators"], day.frames["candidates"] = Rows(indicators, a, b), Rows(candidates, a, b)
+            if day.error is None:
+                day.passed = names[a:b][passed[a:b]].tolist()
 
     # ---- analysis_job: … signals, on the book as D's close left it ------------------------------
     def analyse(self, day: Day, prepared: Prepared) -> None:
@@ -279,22 +329,23 @@ class FastEngine:
             return
         before = Cut(key)
         positions = self.book.open_positions(before)
-        candidates, indicators = prepared.candidates, prepared.indicators
-        day.reported, day.analysis_ok, day.indicators = True, True, indicators
-        passed = candidates.loc[candidates["passed"], "market"]
-        if passed.empty and positions.empty:
+        day.reported, day.analysis_ok, day.prepared = True, True, prepared
+        passed = prepared.passed
+        if not passed and positions.empty:
             return  # nothing to buy, nothing held: no signal, whatever the book and the regime
+        candidates, indicators = prepared.candidates, day.indicators
         day.positions = with_highest_close_since_entry(positions, md, key)
         # Each test below is the planner's own (strategy/orders.py); a day they all rule out would
         # plan no order, so it ends as such a day ends (no signal), without the rest of the work.
         # The planner never buys a market already held (only its pyramid rules add to one).
-        buyable = passed[~passed.isin(day.positions["market"])].tolist()
+        held = set(day.positions["market"])
+        buyable = [market for market in passed if market not in held]
         params = self.signals_config.plan_params()
         exits_or_adds = not day.positions.empty and orders_possible(day.positions, indicators, params)
         if not buyable and not exits_or_adds:
             return  # no candidate to buy, no held position at an exit or a pyramid step: no signal
-        candles, _ = self.day_data.candles(prepared.universe, self.resources["universe_thresholds"], key)
-        if passed.empty and self._nothing_asked is not None:
+        candles, _ = self.day_data.candles_of(prepared.markets, self.resources["universe_thresholds"].history_days, key)
+        if not passed and self._nothing_asked is not None:
             verdicts, timing = self._nothing_asked  # no candidate: no verdict, no timing (the same empty frames)
         else:
             asked = candles[candles["market"].isin(set(passed))]
@@ -302,7 +353,7 @@ class FastEngine:
             if not exits_or_adds and not buys_possible(buyable, verdicts, params):
                 return  # every candidate refused by its verdict, nothing held to sell or add to
             timing = timing_of(md, verdicts, partition_close(key))
-            if passed.empty:
+            if not passed:
                 self._nothing_asked = (verdicts, timing)
         if not exits_or_adds and not buys_possible(buyable, verdicts, params, timing):
             return  # every candidate refused by its verdict or its 4-hour timing
