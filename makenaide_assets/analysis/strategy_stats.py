@@ -26,6 +26,7 @@ from makenaide_assets.resources.kelly_evidence import KellyEvidence
 from makenaide_assets.resources.ledger import CutOff, TradingLedger
 from makenaide_assets.resources.ledger import schema as t
 from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.frames import astype_columns
 from makenaide_assets.strategy.stats import (
     EVIDENCE_PREFIX,
     TradeStats,
@@ -117,7 +118,7 @@ def stats_frame(
         **evidence_columns(evidence, partition_key, window_days),
     }
     frame = pd.DataFrame([row], columns=STATS_COLUMNS)
-    return frame.astype({"last_trade_executed_at": "datetime64[us]", "last_trade_partition": "object"})
+    return astype_columns(frame, {"last_trade_executed_at": "datetime64[us]", "last_trade_partition": "object"})
 
 
 def evidence_columns(evidence: pd.DataFrame | None, partition_key: str, window_days: int) -> dict[str, object]:

@@ -10,6 +10,7 @@ from makenaide_assets.market.metadata import COLUMN_SCHEMA, catalog, check_resul
 from makenaide_assets.market.retry import retried_unless_permanent
 from makenaide_assets.resources.market_data import MarketData
 from makenaide_assets.strategy.calendar import partition_close
+from makenaide_assets.strategy.frames import astype_columns
 from makenaide_assets.strategy.timing import evaluate_4h
 
 # 200 candles is one Upbit page and more than the slow EMA and MACD need to settle.
@@ -71,7 +72,7 @@ def timing_of(market_data: MarketData, gpt_verdicts: pd.DataFrame, as_of: pd.Tim
         rows.append({"market": market, **evaluate_4h(candles, as_of=as_of)})
     frame = pd.DataFrame(rows, columns=TIMING_COLUMNS)
     # Typed even when empty: an object-typed empty mask would select columns, not rows.
-    frame = frame.astype({"entry_ok": bool, "trend_up": bool, "momentum_up": bool, "rsi_ok": bool})
+    frame = astype_columns(frame, {"entry_ok": bool, "trend_up": bool, "momentum_up": bool, "rsi_ok": bool})
     frame["last_candle_utc"] = pd.to_datetime(frame["last_candle_utc"])
     return frame
 

@@ -25,6 +25,7 @@ from makenaide_assets.market.metadata import (
 )
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.analyst import Analyst
+from makenaide_assets.strategy.frames import records
 from makenaide_assets.strategy.payload import verdict_request
 from makenaide_assets.strategy.verdict_schema import (
     SOURCES,
@@ -95,7 +96,7 @@ def requests_for(
 ) -> Iterator[VerdictRequest | tuple[str, str]]:
     """A request per passed candidate, in the candidates' order, or (market, why not) when
     its inputs are missing: such a market becomes an error row, never a silent gap."""
-    for candidate in passed_candidates(candidates).to_dict("records"):
+    for candidate in records(passed_candidates(candidates)):
         market = candidate["market"]
         snapshot = indicators[indicators["market"] == market]
         history = candles[candles["market"] == market]

@@ -10,13 +10,15 @@ slots. An order that does not fit is scaled down to what is left, or dropped bel
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from makenaide_assets.strategy.exits import ExitParams, exit_reasons, stop_loss_price, take_profit_price
+from makenaide_assets.strategy.frames import astype_columns, records
 from makenaide_assets.strategy.sizing import (
     KELLY_MULTIPLIER,
     MAX_POSITION_FRACTION,
@@ -158,7 +160,7 @@ def plan_signals(
     kelly |= {"payoff_ratio": kelly_inputs.payoff_ratio, "kelly_source": kelly_inputs.source}
     rows = [{**o, **kelly, **ranks.get(o["market"], {})} for o in orders]
     return SignalPlan(
-        orders=pd.DataFrame(rows, columns=list(ORDER_DTYPES)).astype(ORDER_DTYPES),
+        orders=astype_columns(pd.DataFrame(rows, columns=list(ORDER_DTYPES)), ORDER_DTYPES),
         rejected=pd.DataFrame(rejected, columns=REJECTED_COLUMNS),
         cash_krw=float(cash_krw),
         equity_krw=float(equity),
@@ -173,13 +175,15 @@ def orders_possible(positions: pd.DataFrame, daily_indicators: pd.DataFrame, par
     close fires an exit (`_sells`) or reaches its next pyramid step (`_adds_wanted`). The same
     tests as the planner's, for a caller that may then skip planning (the fast backtest)."""
     snap = _snapshot(daily_indicators, params.trend_ma)
-    for pos in positions.itertuples(index=False):
-        if pos.market not in snap.index:
+    rows = dict(zip(snap.index, zip(*(snap[c].to_numpy() for c in ("close", "atr14", "ma")), strict=True), strict=True))
+    columns = ("market", "avg_price", "highest_price", "entries")
+    for market, avg_price, highest_price, entries in zip(*(positions[c].tolist() for c in columns), strict=True):
+        if market not in rows:
             continue
-        row = snap.loc[pos.market]
-        if exit_reasons(row["close"], pos.avg_price, pos.highest_price, row["atr14"], row["ma"], params.exits):
+        close, atr, ma = rows[market]
+        if exit_reasons(close, avg_price, highest_price, atr, ma, params.exits):
             return True
-        if float(row["close"]) >= float(pos.avg_price) * (1.0 + params.add_step_pct * int(pos.entries)):
+        if float(close) >= float(avg_price) * (1.0 + params.add_step_pct * int(entries)):
             return True
     return False
 
@@ -256,12 +260,10 @@ def _buys_wanted(
 ) -> list[dict[str, Any]]:
     """Candidates that passed the rules, GPT (BUY, confident, not an error) and the 4h timing."""
     passed = candidates[candidates["passed"].fillna(False).astype(bool)]
-    gpt = verdicts.drop_duplicates("market", keep="last").set_index("market")
-    t4h = timing.drop_duplicates("market", keep="last").set_index("market")
+    gpt, t4h = _last_rows(verdicts), _last_rows(timing)
     buys = []
     for market, score in zip(passed["market"], passed["score"], strict=True):
-        v = gpt.loc[market] if market in gpt.index else None
-        t = t4h.loc[market] if market in t4h.index else None
+        v, t = gpt.get(market), t4h.get(market)
         if market in sold:
             why = "sold today: never buy and sell one market on one day"
         elif market in held:
@@ -280,7 +282,7 @@ def _buys_wanted(
     return sorted(buys, key=lambda b: b["rank"])
 
 
-def _verdict_refusal(v: pd.Series | None, params: PlanParams) -> str | None:
+def _verdict_refusal(v: Mapping[str, Any] | None, params: PlanParams) -> str | None:
     """Why the GPT verdict row `v` refuses a candidate's buy (BUY, confident, not an error); None if it does not."""
     if v is None:
         return "no GPT verdict"
@@ -293,7 +295,7 @@ def _verdict_refusal(v: pd.Series | None, params: PlanParams) -> str | None:
     return None
 
 
-def _timing_refusal(t: pd.Series | None) -> str | None:
+def _timing_refusal(t: Mapping[str, Any] | None) -> str | None:
     """Why the 4-hour timing row `t` refuses a candidate's buy; None when it says enter now."""
     if t is None or not (pd.notna(t["entry_ok"]) and bool(t["entry_ok"])):
         return f"4h timing: {'no row' if t is None else t['reason']}"
@@ -309,23 +311,28 @@ def buys_possible(
     """False when none of `markets` (passed candidates not held) gets past the tests `_buys_wanted`
     makes of its GPT verdict and, when `timing_4h` is given, of its 4-hour timing: the planner then
     wants no buy. For a caller that may skip the rest of the day (the fast backtest)."""
-    gpt = gpt_verdicts.drop_duplicates("market", keep="last").set_index("market")
-    t4h = None if timing_4h is None else timing_4h.drop_duplicates("market", keep="last").set_index("market")
+    gpt = _last_rows(gpt_verdicts)
+    t4h = None if timing_4h is None else _last_rows(timing_4h)
     for market in markets:
-        if market not in gpt.index or _verdict_refusal(gpt.loc[market], params) is not None:
+        if _verdict_refusal(gpt.get(market), params) is not None:
             continue
-        if t4h is None or (market in t4h.index and _timing_refusal(t4h.loc[market]) is None):
+        if t4h is None or _timing_refusal(t4h.get(market)) is None:
             return True
     return False
 
 
 def _snapshot(daily_indicators: pd.DataFrame, trend_ma: str) -> pd.DataFrame:
     """close, atr14 and the trend MA per market, only for markets with a usable close."""
-    frame = daily_indicators.drop_duplicates("market", keep="last").set_index("market")
-    snap = pd.DataFrame(index=frame.index)
-    for out, col in (("close", "close"), ("atr14", "atr14"), ("ma", trend_ma)):
-        snap[out] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
-    return snap[snap["close"] > 0].astype("float64")
+    frame = daily_indicators.drop_duplicates("market", keep="last")
+    columns = {
+        out: pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64")
+        if col in frame and col != "market"
+        else np.full(len(frame), math.nan)
+        for out, col in (("close", "close"), ("atr14", "atr14"), ("ma", trend_ma))
+    }
+    usable = columns["close"] > 0
+    index = pd.Index(frame["market"].array[usable], name="market")
+    return pd.DataFrame({name: values[usable] for name, values in columns.items()}, index=index)
 
 
 def _mark(snap: pd.DataFrame, market: str, avg_price: float) -> float:
@@ -342,14 +349,20 @@ def _regime(breadth: pd.DataFrame) -> tuple[str, bool, str]:
 
 
 def _ranks(candidates: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, dict[str, float]]:
-    score = candidates.drop_duplicates("market", keep="last").set_index("market")["score"]
+    # A market's last row counts, as in the rest of the plan (dict() keeps the last of a repeated key).
+    score = dict(zip(candidates["market"].tolist(), candidates["score"].tolist(), strict=True))
     # Coerced: an error row has no confidence, and values stored as nullable Int64 hold pd.NA,
     # which float() refuses.
-    conf = pd.to_numeric(
-        verdicts.drop_duplicates("market", keep="last").set_index("market")["confidence"], errors="coerce"
-    ).astype("float64")
-    markets = set(score.index) | set(conf.index)
+    confidence = pd.to_numeric(verdicts["confidence"], errors="coerce").astype("float64")
+    conf = dict(zip(verdicts["market"].tolist(), confidence.tolist(), strict=True))
+    markets = set(score) | set(conf)
     return {m: {"score": float(score.get(m, math.nan)), "confidence": float(conf.get(m, math.nan))} for m in markets}
+
+
+def _last_rows(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each market's last row, as plain values by column (what `drop_duplicates("market", keep="last")`
+    keeps, without a frame per row)."""
+    return {row["market"]: row for row in records(frame)}
 
 
 def _positive(value: Any) -> bool:

@@ -75,19 +75,21 @@ def candidate_summary(row: Mapping[str, Any]) -> dict[str, Any]:
 def candle_rows(candles: pd.DataFrame, partition_key: str, count: int = PAYLOAD_CANDLES) -> list[list[Any]]:
     """The last `count` daily candles closed by D's close, oldest first, as compact rows."""
     closed = closed_candles(candles.sort_values("candle_date_time_utc"), "day", partition_close(partition_key))
-    rows = []
-    for c in closed.tail(count).itertuples(index=False):
-        rows.append(
-            [
-                pd.Timestamp(c.candle_date_time_utc).strftime("%Y-%m-%d"),
-                number(c.opening_price),
-                number(c.high_price),
-                number(c.low_price),
-                number(c.trade_price),
-                number(c.candle_acc_trade_price, 3),
-            ]
-        )
-    return rows
+    # Column by column as plain values (itertuples builds a row object per candle).
+    names = [
+        "candle_date_time_utc",
+        "opening_price",
+        "high_price",
+        "low_price",
+        "trade_price",
+        "candle_acc_trade_price",
+    ]
+    last = closed.tail(count)
+    columns = [last[name].tolist() for name in names]
+    return [
+        [pd.Timestamp(start).strftime("%Y-%m-%d"), number(o), number(h), number(lo), number(c), number(value, 3)]
+        for start, o, h, lo, c, value in zip(*columns, strict=True)
+    ]
 
 
 def build_payload(

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from makenaide_assets.strategy.frames import astype_columns
+
 VERDICTS = ("BUY", "HOLD", "AVOID")
 SOURCES = ("openai", "cache", "rules", "error")
 Source = Literal["openai", "cache", "rules", "error"]
@@ -126,6 +128,4 @@ def verdicts_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows → the typed frame; no rows → an empty frame that still has every column."""
     frame = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
     # None in a float column must become NaN, not an object column Parquet cannot type.
-    for column, dtype in VERDICT_DTYPES.items():
-        frame[column] = frame[column].astype(dtype)
-    return frame
+    return astype_columns(frame, VERDICT_DTYPES)
