@@ -83,13 +83,18 @@ def normalise_candles(frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
     return pd.DataFrame({col: columns[col] for col in CANDLE_COLUMNS})
 
 
+def last_closed_start(as_of: pd.Timestamp, interval: Interval) -> pd.Timestamp:
+    """The latest start of a day or 4-hour candle that had closed at `as_of`."""
+    return pd.Timestamp(as_of) - _DURATION[interval]
+
+
 def closed_candles(frame: pd.DataFrame, interval: Interval, as_of: pd.Timestamp) -> pd.DataFrame:
     """Only candles that had closed at `as_of`: the guard against lookahead."""
     starts = frame["candle_date_time_utc"]
     if interval != "month" and starts.is_monotonic_increasing:
         # Called for every market on every read: on ascending starts (what normalise_candles
         # makes) the closed ones are a prefix, found by bisection instead of a mask of the series.
-        last_start = pd.Timestamp(as_of) - _DURATION[interval]
+        last_start = last_closed_start(as_of, interval)
         return frame.iloc[: int(starts.searchsorted(last_start, side="right"))].reset_index(drop=True)
     closes = candle_close_time(starts, interval)
     return frame.loc[closes <= as_of].reset_index(drop=True)

@@ -91,11 +91,13 @@ def first_crossing(levels: WatchLevels, prices: pd.DataFrame) -> IntradayExit | 
     Rows with an unknown or non-positive price are not evidence of anything and are passed over.
     """
     stop, target = levels.stop_price, levels.take_profit_price
-    for row in prices.sort_values("at").itertuples(index=False):
-        o, h, low = float(row.open), float(row.high), float(row.low)
+    ordered = prices.sort_values("at")
+    # Column by column as plain values: the rows of a day's watch, without a row object each.
+    for at, o, h, low in zip(*(ordered[column].tolist() for column in PRICE_COLUMNS), strict=True):
+        o, h, low = float(o), float(h), float(low)
         if not all(math.isfinite(x) and x > 0 for x in (o, h, low)):
             continue
-        at, rule = pd.Timestamp(row.at), levels.stop_rule
+        at, rule = pd.Timestamp(at), levels.stop_rule
         if o <= stop:
             return _exit(levels, at, o, rule, f"opened at {o:,.4g}, at or below the {rule} {stop:,.4g}")
         if o >= target:
@@ -132,26 +134,33 @@ def watch_book(
     close and ATR14. A market without them (it left the universe) is still watched, on the
     trailing percentage instead of the ATR: a position is never left unguarded.
     """
-    last = daily_indicators.drop_duplicates("market", keep="last").set_index("market")
+    last = _last_values(daily_indicators, ("close", "atr14"))
     levels = []
-    for pos in positions.itertuples(index=False):
-        close = _positive(last, pos.market, "close")
-        atr = _positive(last, pos.market, "atr14")
-        levels.append(
-            watch_levels(
-                str(pos.market), float(pos.volume), float(pos.avg_price), float(pos.highest_price), close, atr, params
-            )
-        )
+    columns = ("market", "volume", "avg_price", "highest_price")
+    for market, volume, avg_price, highest in zip(*(positions[c].tolist() for c in columns), strict=True):
+        close, atr = (_positive(last.get(market, {}).get(column)) for column in ("close", "atr14"))
+        levels.append(watch_levels(str(market), float(volume), float(avg_price), float(highest), close, atr, params))
     return levels
 
 
 def crossings(levels: list[WatchLevels], prices: pd.DataFrame) -> list[IntradayExit]:
     """Every watched position whose level `prices` (market, at, open, high, low) crossed."""
-    by_market = dict(tuple(prices.groupby("market"))) if not prices.empty else {}
-    found = (first_crossing(level, by_market[level.market]) for level in levels if level.market in by_market)
-    return [exit_ for exit_ in found if exit_ is not None]
+    found = []
+    for level in levels:
+        # The market's rows in their order (what a group of `groupby("market")` holds).
+        rows = prices[prices["market"] == level.market] if not prices.empty else prices
+        if not rows.empty and (exit_ := first_crossing(level, rows)) is not None:
+            found.append(exit_)
+    return found
 
 
-def _positive(frame: pd.DataFrame, market: str, column: str) -> float | None:
-    value = finite(frame.at[market, column]) if market in frame.index and column in frame else None
-    return value if value is not None and value > 0 else None
+def _last_values(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, dict[str, object]]:
+    """Per market, its last row's values of those `columns` the frame has."""
+    present = [c for c in columns if c in frame]
+    values = zip(*(frame[c].tolist() for c in ["market", *present]), strict=True)
+    return {row[0]: dict(zip(present, row[1:], strict=True)) for row in values}
+
+
+def _positive(value: object) -> float | None:
+    number = finite(value)
+    return number if number is not None and number > 0 else None
