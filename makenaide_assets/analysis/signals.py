@@ -343,12 +343,13 @@ def with_highest_close_since_entry(
         return positions
     as_of = partition_close(partition_key)
     out = positions.copy()
-    for i, row in out.iterrows():
-        days = (as_of - pd.Timestamp(row["opened_partition"])).days
-        candles = market_data.candles(row["market"], "day", as_of, max(days, 1))
-        since = candles[candles["candle_date_time_utc"] >= pd.Timestamp(row["opened_partition"])]
+    columns = ("market", "opened_partition", "highest_price")
+    for i, market, opened_partition, highest in zip(out.index, *(out[c].tolist() for c in columns), strict=True):
+        opened = pd.Timestamp(opened_partition)
+        candles = market_data.candles(market, "day", as_of, max((as_of - opened).days, 1))
+        since = candles["trade_price"][candles["candle_date_time_utc"] >= opened]
         if not since.empty:
-            out.at[i, "highest_price"] = max(float(row["highest_price"]), float(since["trade_price"].max()))
+            out.at[i, "highest_price"] = max(float(highest), float(since.max()))
     return out
 
 

@@ -10,14 +10,15 @@ def astype_columns(frame: pd.DataFrame, dtypes: Mapping[str, Any]) -> pd.DataFra
     """`frame.astype(dtypes)`, in place: only the columns whose type differs are cast (a frame-wide
     `astype` copies every column and builds a new frame, which costs more than a few rows' values).
     For frames the caller has just built; returns `frame`."""
+    current = frame.dtypes
     for name, dtype in dtypes.items():
-        if frame[name].dtype != dtype:
+        if current[name] != dtype:
             frame[name] = frame[name].astype(dtype)
     return frame
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """`frame.to_dict("records")`, read column by column (`tolist` gives the same plain Python
-    values); pandas' own builds a Series per column and boxes each value on its own."""
-    columns = {name: frame[name].tolist() for name in frame.columns}
-    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    """`frame.to_dict("records")` from one object array: the same plain Python values (floats,
+    ints, bools, str, Timestamps, NaN), without pandas boxing each value of each row on its own."""
+    names = list(frame.columns)
+    return [dict(zip(names, row, strict=True)) for row in frame.to_numpy(dtype=object).tolist()]
