@@ -4,7 +4,9 @@
 2022-06-30, the first day 180 days of partitions can train for), so a backfill of its partitions
 is one run per window: the queued run coordinator and a cluster run launcher (dagster-k8s, or
 dagster-aws's ECS launcher, docs/production.md) spread them over machines. Each trains the grid
-on its window (`walk_forward.train_windows`) and writes its table to `<workdir>/train/`;
+on its window (`walk_forward.train_windows`: the CLI's grid, DEFAULT_GRID's 64 cells unless `grid`
+names others, its cells sharing the analysis up to candidates inside each of the run's processes)
+and writes its table to `<workdir>/train/`;
 `walk_forward_report` then runs the chosen cells on the test windows one after another (each
 starts with the previous window's equity: that part cannot be parallel, and it is the cheap one)
 and writes what the CLI writes. The workdir must be shared by the runs (a volume or EFS on a cluster).

@@ -1,6 +1,7 @@
 """Walk-forward evaluation on the long recording through the fast engine: the CLI's library and the
 Dagster assets, over 2024-01-28 → 2024-04-30 (30-day windows, a KRW-DOGE entry on 2024-03-28)."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from makenaide_assets.backtest import walk_forward_asset
+from makenaide_assets.backtest.runner import MARKER
 from makenaide_assets.backtest.walk_forward import Plan, run_walk_forward
 from makenaide_assets.resources.io_manager import ParquetIOManager
 from makenaide_assets.strategy.walk_forward import choose
@@ -60,7 +62,8 @@ def test_out_of_sample_trades_closed_inside_their_test_window(walked: tuple[Plan
 
 
 def test_the_dagster_assets_train_one_window_per_partition_and_chain_them(long_dir: Path, tmp_path: Path) -> None:
-    config = {"replay_dir": str(long_dir), "end": "2024-04-30", "train_days": 30, "grid": GRID}
+    # The CLI's grid names, min_score (breadth_and_candidates' config) among them.
+    config = {"replay_dir": str(long_dir), "end": "2024-04-30", "train_days": 30, "grid": {"min_score": [4.0, 5.0]}}
     config["workdir"] = str(tmp_path)
     # Partitions: test-window starts every 30 days from 2022-06-30.
     keys = [k for k in walk_forward_asset.windows_partitions.get_partition_keys() if "2024-02-01" <= k <= "2024-03-31"]
@@ -70,7 +73,10 @@ def test_the_dagster_assets_train_one_window_per_partition_and_chain_them(long_d
     for key in keys:
         result = dg.materialize([walk_forward_asset.walk_forward_window], partition_key=key, resources=resources,
                                 run_config=run_config)  # fmt: skip
-        assert len(result.asset_value("walk_forward_window")) == 2
+        table = result.asset_value("walk_forward_window")
+        assert table["min_score"].tolist() == [4, 5]
+        recipe = json.loads((tmp_path / "runs" / key / "train_01" / MARKER).read_text())
+        assert recipe["ops"] == {"breadth_and_candidates": {"config": {"min_score": 5}}}
     report = dg.materialize(
         [walk_forward_asset.walk_forward_window, walk_forward_asset.walk_forward_report],
         selection=[walk_forward_asset.walk_forward_report.key],
