@@ -30,9 +30,10 @@ Why 180 / 90 by default and not the issue's example 180 / 30: measured on this 2
 load 2-3 (another session busy) with the engine of fde7902, the heaviest train window of the long
 recording (2023-09-23 → 2024-03-20, 73 days with candidates at min_score 4) costs 64 runs and 281 s;
 the long recording's whole range at 180 / 90 (14 windows: 616 runs, 280 cells booked as copies)
-822 s. 180 / 30 (40 windows) would be about three times that, over the ~15 minutes a default run
-should take here; `--test-days 30` still runs it, and the Dagster assets run one partition per
-30-day window, which a cluster spreads over machines (walk_forward_asset.py).
+822 s, and 575 s with the engine of cdbbe27. 180 / 30 (40 windows) would be about three times that,
+over the ~15 minutes a default run should take here; `--test-days 30` still runs it, and the
+Dagster assets run one partition per 30-day window, which a cluster spreads over machines
+(walk_forward_asset.py).
 """
 
 import argparse
