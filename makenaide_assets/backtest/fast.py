@@ -540,7 +540,18 @@ def _skip(order: dict[str, Any], name: str, reason: str) -> None:
     return None
 
 
-def run_fast(spec: BacktestSpec, progress: Callable[[str], None] | None = None) -> BacktestRun:
+# How a run gets its days prepared up to `candidates`: `engine.prepare` of a chunk of days by default;
+# a walk-forward's cells take them from a cache shared across the process (backtest/shared_analysis.py).
+PrepareDays = Callable[["FastEngine", list[str]], dict[str, Prepared]]
+
+
+def _prepare_chunk(engine: "FastEngine", chunk: list[str]) -> dict[str, Prepared]:
+    return engine.prepare(chunk)
+
+
+def run_fast(
+    spec: BacktestSpec, progress: Callable[[str], None] | None = None, prepare_days: PrepareDays = _prepare_chunk
+) -> BacktestRun:
     """The backtest of `spec` through the fast engine: the same outputs as `runner.run_backtest`."""
     refuse_unsupported(spec)
     prepare_workdir(spec.workdir, spec)
@@ -560,7 +571,7 @@ def run_fast(spec: BacktestSpec, progress: Callable[[str], None] | None = None) 
         t0 = time.monotonic()
         if partition not in prepared:
             chunk = partitions[i - 1 : i - 1 + PREPARE_DAYS]
-            prepared = engine.prepare(chunk)
+            prepared = prepare_days(engine, chunk)
             share = (time.monotonic() - t0) / len(chunk)  # each day's part of the shared computation
             t0 = time.monotonic()
         engine.analyse(day, prepared[partition])
