@@ -4,6 +4,7 @@ The daemon + webserver test (test_production_e2e.py) drives the same file end to
 pins what the file configures and that runs and events outlive the process that wrote them.
 """
 
+import importlib
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from makenaide_assets.jobs import trading_job
 
@@ -83,4 +85,9 @@ def test_runs_and_events_persist_in_postgres(production_home: Path) -> None:
 
 def test_the_embedded_default_stays_sqlite() -> None:
     local = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    assert "sqlite" in local["storage"]
+    # Dagster's SQLite run and schedule storage, and its SQLite event log (makenaide_assets/instance.py).
+    assert local["run_storage"]["class"] == "SqliteRunStorage"
+    assert local["schedule_storage"]["class"] == "SqliteScheduleStorage"
+    storage = local["event_log_storage"]
+    module = importlib.import_module(storage["module"])
+    assert issubclass(getattr(module, storage["class"]), SqliteEventLogStorage)
