@@ -1,24 +1,36 @@
-"""The local Dagster instance's event log: Dagster's SQLite storage, minus an engine per event.
+"""The local Dagster instance's event log: Dagster's SQLite storage, minus the per-event set-up.
 
-`SqliteEventLogStorage` builds a new SQLAlchemy `Engine` for every connection it opens, and it
-opens one to three per event (the run's shard, the cross-run index, the asset-check tables): a
-daily `analysis_job` run stores ~160 events, and building those ~400 engines (URL parsing, dialect
-set-up, event hooks) was ~1.5 s of the run's CPU, more than the analysis itself
-(docs/performance.md). This subclass builds each shard's engine once per process and keeps
-everything else as Dagster has it: the same files and tables, `NullPool` (no connection stays
-open, so the webserver, the daemon and run workers still share the files as before), the same
-busy timeout, the same first-use migration of a shard.
+`SqliteEventLogStorage` builds a new SQLAlchemy `Engine` and opens a new SQLite connection for
+every write, one to three per event (the run's shard, the cross-run index, the asset-check
+tables), and looks up in the schema whether the asset-check tables exist for every check result.
+A daily `analysis_job` run stores ~155 events: building ~400 engines was ~1.5 s of its CPU, and
+closing each WAL-mode connection (the last one on a file checkpoints the write-ahead log into it)
+~0.6 s more (docs/performance.md). This subclass, per process:
+
+- builds each shard's engine once;
+- keeps a connection open to the few shards written last (`OPEN_SHARDS`: the index and the
+  runs in progress), closing the least recently used beyond that, so a webserver reading
+  thousands of runs holds no more files open than a run worker does;
+- remembers a table once it has seen it (tables are added by migrations, never dropped).
+
+Everything else is Dagster's: the same files, tables and WAL journal, a transaction per write
+(committed when the write ends, as before: another process sees each event as soon as it is
+stored, and an idle connection holds no lock), the same busy timeout, the same first-use
+migration of a shard. A forked child opens its own connections; `wipe` and `dispose` close them.
 
 `dagster.yaml` (the local, embedded instance) names it; production's PostgreSQL instance
 (deploy/production/dagster.yaml) keeps `dagster_postgres`. Dagster is pinned (setup.py), and
-`makenaide_assets_tests/test_instance.py` runs a job on it and reads everything back.
+`makenaide_assets_tests/test_instance.py` runs jobs on it and reads everything back.
 """
 
+import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
@@ -27,12 +39,18 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+# The index and a few runs: a run worker writes two shards, the daemon a handful of runs at a time.
+OPEN_SHARDS = 4
+
 
 class LocalEventLogStorage(SqliteEventLogStorage):
-    """`SqliteEventLogStorage` with one engine per shard file for the life of the process."""
+    """`SqliteEventLogStorage` with one engine per shard file and the recently written shards kept open."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: dict[str, Engine] = {}
+        self._open: OrderedDict[str, Connection] = OrderedDict()
+        self._pid = os.getpid()
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -43,7 +61,7 @@ class LocalEventLogStorage(SqliteEventLogStorage):
         engine = self._engines.get(shard)
         if engine is None:
             engine = create_engine(
-                self.conn_string_for_shard(shard),
+                self.conn_string_for_shard(shard),  # NullPool: open connections are kept in _open
                 poolclass=NullPool,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
             )
@@ -52,16 +70,47 @@ class LocalEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
-        # Dagster's own `_connect`, with the engine looked up instead of built (and disposed) each time.
+        # Dagster's own `_connect` (lock, first-use migration, one transaction), on a kept connection.
         with self._db_lock:
+            if self._pid != os.getpid():  # a forked child must not use its parent's SQLite handles
+                self._open.clear()
+                self._engines.clear()
+                self._pid = os.getpid()
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
+            conn = self._open.get(shard)
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._open[shard] = engine.connect()
+                while len(self._open) > OPEN_SHARDS:
+                    self._open.popitem(last=False)[1].close()
+            self._open.move_to_end(shard)
+            with conn.begin():
                 yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        # Asked for every check result (`supports_asset_checks`); Dagster's opens an engine each time.
+        if table_name in self._tables:
+            return True
+        engine = self._engine(INDEX_SHARD_NAME)
+        with engine.connect() as conn:
+            present = bool(engine.dialect.has_table(conn, table_name))
+        if present:
+            self._tables.add(table_name)
+        return present
+
+    def _close_all(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
+
+    def wipe(self) -> None:
+        with self._db_lock:
+            self._close_all()
+        super().wipe()
+
     def dispose(self) -> None:
+        self._close_all()
         for engine in self._engines.values():
             engine.dispose()
         self._engines.clear()
