@@ -3,6 +3,7 @@
 import os
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -64,6 +65,13 @@ def run_two_days(home: Path) -> list[tuple[str, str | None, str]]:
     return seen
 
 
+def _report(instance: dg.DagsterInstance, run_id: str, message: str, errors: list[BaseException]) -> None:
+    try:
+        instance.report_engine_event(message, instance.get_run_by_id(run_id))
+    except BaseException as error:  # a thread's exception would otherwise vanish
+        errors.append(error)
+
+
 def test_a_run_opens_a_handful_of_sqlite_connections_not_one_per_event(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,6 +119,12 @@ def test_an_idle_kept_connection_holds_no_lock_and_others_see_each_event(
         for n in range(1, 4):
             writer.report_engine_event(f"note {n}", writer.get_run_by_id(run_id))
             assert len(reader.all_logs(run_id)) == seen + n  # committed when the write ended
+        # The daemon's threads share one storage: a kept connection serves whichever holds the lock.
+        errors: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _report(writer, run_id, "from a thread", errors))
+        thread.start()
+        thread.join()
+        assert not errors and "from a thread" in [e.message for e in reader.all_logs(run_id)]
         shard = Path(writer.event_log_storage.path_for_shard(run_id))
         assert run_id in writer.event_log_storage._open  # kept open, idle
         for path in (shard, shard.with_name("index.db")):
