@@ -5,6 +5,10 @@ made with (in-asset `check_specs`, all blocking). A failing one still stores the
 (Dagster records the value before it raises), then fails the step: no downstream step of the run
 starts, and `signals_sensor` reads the failed evaluation from the run's event log and refuses to
 start `trading_job` for the partition, so bad signals never reach `fills`.
+
+Its six upstream values are deps it reads itself (`market.step.stored_value`: the partition's stored
+value, as an input would load it), as the grouped steps do: the run stores no load events for them
+(two per input, each a commit to the instance: docs/performance.md).
 """
 
 import math
@@ -16,6 +20,7 @@ import pandas as pd
 from pydantic import Field
 
 from makenaide_assets.market.metadata import check_result, check_spec, krw, table
+from makenaide_assets.market.step import stored_value
 from makenaide_assets.partitions import daily
 from makenaide_assets.resources.broker import Broker
 from makenaide_assets.resources.ledger import CutOff, TradingLedger, identifiers_for_signals, market_of
@@ -157,6 +162,8 @@ ACCOUNT_RECONCILED = check_spec(
     "signals_account_reconciled",
     "Live: the ledger equals the Upbit account, every difference explained (else no buy today; sells still go)",
 )
+# What the day's plan is made of (`plan_day`'s keyword arguments of the same names).
+UPSTREAM = ["candidates", "gpt_verdicts", "timing_4h", "daily_indicators", "market_breadth", "strategy_stats"]
 SIGNAL_CHECKS = [
     WITHIN_CASH, MIN_ORDER, ONE_ORDER_PER_MARKET, KELLY_WITHIN_CAP, SELECTOR_HONOURED, MATCHES_TRADED_PLAN,
     ACCOUNT_RECONCILED,
@@ -186,6 +193,7 @@ SIGNAL_CHECKS = [
         )
     },
     check_specs=SIGNAL_CHECKS,
+    deps=UPSTREAM,
     dagster_type=pd.DataFrame,
 )
 def signals(
@@ -195,14 +203,9 @@ def signals(
     broker: Broker,
     notifier: Notifier,
     market_data: MarketData,
-    candidates: pd.DataFrame,
-    gpt_verdicts: pd.DataFrame,
-    timing_4h: pd.DataFrame,
-    daily_indicators: pd.DataFrame,
-    market_breadth: pd.DataFrame,
-    strategy_stats: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Order intents for the day: exits on held positions, pyramiding adds and Kelly-sized buys."""
+    upstream = {name: stored_value(context, dg.AssetKey(name)) for name in UPSTREAM}
     # Live: the account is the truth, reconciled before sizing (paper: nothing to do). Only for the
     # day that just closed; adjustments found for D are part of the cash D is sized on.
     reconciliation = broker.reconcile(context.partition_key, context.log)
@@ -218,12 +221,7 @@ def signals(
     day = plan_day(
         config,
         partition_key=context.partition_key,
-        candidates=candidates,
-        gpt_verdicts=gpt_verdicts,
-        timing_4h=timing_4h,
-        daily_indicators=daily_indicators,
-        market_breadth=market_breadth,
-        strategy_stats=strategy_stats,
+        **upstream,
         positions=with_highest_close_since_entry(ledger.open_positions(as_of), market_data, context.partition_key),
         cash_krw=cash,
         limits=limits,
