@@ -9,8 +9,8 @@ closing each WAL-mode connection (the last one on a file checkpoints the write-a
 
 - builds each shard's engine once;
 - keeps a connection open to the few shards written last (`OPEN_SHARDS`: the index and the
-  runs in progress), closing the least recently used beyond that, so a webserver reading
-  thousands of runs holds no more files open than a run worker does;
+  runs in progress), closing the least recently used beyond that (and dropping its engine), so a
+  webserver reading thousands of runs holds no more files open than a run worker does;
 - remembers a table once it has seen it (tables are added by migrations, never dropped).
 
 Everything else is Dagster's: the same files, tables and WAL journal, a transaction per write
@@ -84,7 +84,11 @@ class LocalEventLogStorage(SqliteEventLogStorage):
             if conn is None or conn.closed or conn.invalidated:
                 conn = self._open[shard] = engine.connect()
                 while len(self._open) > OPEN_SHARDS:
-                    self._open.popitem(last=False)[1].close()
+                    evicted, closing = self._open.popitem(last=False)
+                    closing.close()
+                    # Its engine too: a webserver reading thousands of runs keeps no more of either.
+                    if evicted != INDEX_SHARD_NAME:
+                        self._engines.pop(evicted).dispose()
             self._open.move_to_end(shard)
             with conn.begin():
                 yield conn

@@ -146,8 +146,10 @@ def test_kept_connections_are_bounded_closed_on_wipe_and_not_shared_with_a_fork(
         runs = [job.execute_in_process(instance=instance, partition_key=day).run_id for day in keys]
         runs += [job.execute_in_process(instance=instance, partition_key="2023-12-01").run_id for _ in range(2)]
         assert len(storage._open) == OPEN_SHARDS  # a webserver reading many runs keeps no more open
+        assert set(storage._engines) <= {*storage._open, "index"}  # nor more engines
         assert list(storage._open)[-1] == "index"
         assert all(len(instance.all_logs(run_id)) > 10 for run_id in runs)  # evicted ones reopen to read
+        assert len(storage._open) == OPEN_SHARDS and set(storage._engines) <= {*storage._open, "index"}
 
         child = os.fork()
         if child == 0:  # the child writes through connections of its own, then exits at once
