@@ -1,6 +1,6 @@
 """Small typed frames built cheaply: a day's few rows must not pay for a copy of every column."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -22,3 +22,11 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ints, bools, str, Timestamps, NaN), without pandas boxing each value of each row on its own."""
     names = list(frame.columns)
     return [dict(zip(names, row, strict=True)) for row in frame.to_numpy(dtype=object).tolist()]
+
+
+def last_rows(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each market's last row as plain values by column (what `drop_duplicates("market", keep="last")`
+    keeps, without a frame per row); only those of `columns` the frame has, when given."""
+    if columns is not None:
+        frame = frame[["market", *(c for c in columns if c in frame and c != "market")]]
+    return {row["market"]: row for row in records(frame)}

@@ -25,6 +25,7 @@ import pandas as pd
 
 from makenaide_assets.strategy.calendar import partition_close
 from makenaide_assets.strategy.exits import ExitParams
+from makenaide_assets.strategy.frames import last_rows
 from makenaide_assets.strategy.numbers import finite
 from makenaide_assets.strategy.stops import position_stops
 from makenaide_assets.strategy.ticks import round_price_to_tick
@@ -134,7 +135,7 @@ def watch_book(
     close and ATR14. A market without them (it left the universe) is still watched, on the
     trailing percentage instead of the ATR: a position is never left unguarded.
     """
-    last = _last_values(daily_indicators, ("close", "atr14"))
+    last = last_rows(daily_indicators, ("close", "atr14"))
     levels = []
     columns = ("market", "volume", "avg_price", "highest_price")
     for market, volume, avg_price, highest in zip(*(positions[c].tolist() for c in columns), strict=True):
@@ -152,13 +153,6 @@ def crossings(levels: list[WatchLevels], prices: pd.DataFrame) -> list[IntradayE
         if not rows.empty and (exit_ := first_crossing(level, rows)) is not None:
             found.append(exit_)
     return found
-
-
-def _last_values(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, dict[str, object]]:
-    """Per market, its last row's values of those `columns` the frame has."""
-    present = [c for c in columns if c in frame]
-    values = zip(*(frame[c].tolist() for c in ["market", *present]), strict=True)
-    return {row[0]: dict(zip(present, row[1:], strict=True)) for row in values}
 
 
 def _positive(value: object) -> float | None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from makenaide_assets.strategy.exits import ExitParams, exit_reasons, stop_loss_price, take_profit_price
-from makenaide_assets.strategy.frames import astype_columns, records
+from makenaide_assets.strategy.frames import astype_columns, last_rows
 from makenaide_assets.strategy.sizing import (
     KELLY_MULTIPLIER,
     MAX_POSITION_FRACTION,
@@ -260,7 +260,7 @@ def _buys_wanted(
 ) -> list[dict[str, Any]]:
     """Candidates that passed the rules, GPT (BUY, confident, not an error) and the 4h timing."""
     passed = candidates[candidates["passed"].fillna(False).astype(bool)]
-    gpt, t4h = _last_rows(verdicts), _last_rows(timing)
+    gpt, t4h = last_rows(verdicts), last_rows(timing)
     buys = []
     for market, score in zip(passed["market"], passed["score"], strict=True):
         v, t = gpt.get(market), t4h.get(market)
@@ -311,8 +311,8 @@ def buys_possible(
     """False when none of `markets` (passed candidates not held) gets past the tests `_buys_wanted`
     makes of its GPT verdict and, when `timing_4h` is given, of its 4-hour timing: the planner then
     wants no buy. For a caller that may skip the rest of the day (the fast backtest)."""
-    gpt = _last_rows(gpt_verdicts)
-    t4h = None if timing_4h is None else _last_rows(timing_4h)
+    gpt = last_rows(gpt_verdicts)
+    t4h = None if timing_4h is None else last_rows(timing_4h)
     for market in markets:
         if _verdict_refusal(gpt.get(market), params) is not None:
             continue
@@ -357,12 +357,6 @@ def _ranks(candidates: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, dict[s
     conf = dict(zip(verdicts["market"].tolist(), confidence.tolist(), strict=True))
     markets = set(score) | set(conf)
     return {m: {"score": float(score.get(m, math.nan)), "confidence": float(conf.get(m, math.nan))} for m in markets}
-
-
-def _last_rows(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Each market's last row, as plain values by column (what `drop_duplicates("market", keep="last")`
-    keeps, without a frame per row)."""
-    return {row["market"]: row for row in records(frame)}
 
 
 def _positive(value: Any) -> bool:
